@@ -1,1 +1,329 @@
-//! (to be written)
+//! Per-worker counters, summed by whoever reads them.
+//!
+//! One declaration generates [`DropReason`] and its names (VPP's
+//! `foreach_*_error` X-macro): every drop in the dataplane is one of these,
+//! counted per worker, never logged per packet. [`Event`] does the same for
+//! things that are not drops (ARP replies sent, ICMP errors suppressed, ...).
+//!
+//! Counters are written by exactly one thread (the worker) with a relaxed
+//! load + store, and read by any thread; see [`crate::io::bump`].
+
+use crate::io::bump;
+use core::sync::atomic::{AtomicU64, Ordering};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+macro_rules! counters {
+    ($(#[$m:meta])* $vis:vis enum $ty:ident { $($variant:ident = ($name:literal, $text:literal),)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        $vis enum $ty { $($variant,)* }
+
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
+            /// How many values there are.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The counter's stable snake_case name (API, JSON, CLI).
+            pub const fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name,)* }
+            }
+
+            /// What the counter means, for people.
+            pub const fn description(self) -> &'static str {
+                match self { $($ty::$variant => $text,)* }
+            }
+
+            /// Looks a counter up by its name.
+            pub fn from_name(name: &str) -> Option<$ty> {
+                match name { $($name => Some($ty::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Why a packet was dropped.
+    pub enum DropReason {
+        Truncated = ("truncated", "frame shorter than the headers it announces"),
+        L2Unsupported = ("l2_unsupported", "EtherType not handled, or more than two VLAN tags"),
+        L2OtherHost = ("l2_other_host", "unicast frame addressed to another MAC"),
+        UnknownPort = ("unknown_port", "received on a port with no configuration"),
+        Ipv4Header = ("ipv4_bad_header", "IPv4 version, header length or total length invalid"),
+        Ipv4Checksum = ("ipv4_bad_checksum", "IPv4 header checksum does not verify"),
+        Ipv6Header = ("ipv6_bad_header", "IPv6 version or payload length invalid"),
+        Ipv6ExtHeader = ("ipv6_bad_ext_header", "IPv6 extension header chain malformed or too long"),
+        L4Header = ("l4_bad_header", "TCP/UDP/SCTP/ICMP header truncated or invalid"),
+        MartianSource = ("martian_source", "source address that must never be routed (loopback, multicast, unspecified, broadcast)"),
+        MartianDestination = ("martian_destination", "destination address that must never be routed (loopback, unspecified, limited broadcast)"),
+        LinkLocal = ("link_local_not_forwarded", "link-local source or destination on a packet to be forwarded"),
+        MulticastNotRouted = ("multicast_not_routed", "multicast destination with no multicast route"),
+        TtlExpired = ("ttl_expired", "TTL or hop limit reached zero (ICMP time exceeded sent, rate permitting)"),
+        NoRoute = ("no_route", "no route to the destination (ICMP unreachable sent, rate permitting)"),
+        Blackhole = ("blackhole", "route is a blackhole"),
+        Unreachable = ("unreachable_route", "route is unreachable or prohibited (ICMP sent, rate permitting)"),
+        NeighbourUnresolved = ("neighbour_unresolved", "next hop's link-layer address not yet resolved (solicitation sent)"),
+        MtuExceeded = ("mtu_exceeded", "larger than the egress MTU and not fragmentable (ICMP too big sent, rate permitting)"),
+        FragmentFailed = ("fragment_failed", "larger than the egress MTU and could not be fragmented"),
+        LocalUnhandled = ("local_unhandled", "addressed to the appliance, no local handler for it"),
+        ArpInvalid = ("arp_invalid", "ARP packet not Ethernet/IPv4, or malformed"),
+        NdInvalid = ("nd_invalid", "neighbour discovery message malformed or failing RFC 4861 checks"),
+        NoTxQueue = ("no_tx_queue", "egress port has no transmit queue on this worker"),
+        TxFull = ("tx_full", "egress queue full"),
+        NoBuffer = ("no_buffer", "packet pool empty when a buffer was needed"),
+    }
+}
+
+counters! {
+    /// Things that happen on the slow path and are not drops.
+    pub enum Event {
+        ArpRequestSent = ("arp_request_sent", "ARP requests sent to resolve a next hop"),
+        ArpReplySent = ("arp_reply_sent", "ARP replies sent for the appliance's addresses"),
+        NdSolicitSent = ("nd_solicit_sent", "neighbour solicitations sent to resolve a next hop"),
+        NdAdvertSent = ("nd_advert_sent", "neighbour advertisements sent for the appliance's addresses"),
+        NeighbourLearned = ("neighbour_learned", "neighbour entries created or refreshed"),
+        IcmpErrorSent = ("icmp_error_sent", "ICMP/ICMPv6 errors sent"),
+        IcmpRateLimited = ("icmp_rate_limited", "ICMP errors not sent because of the rate limit"),
+        EchoReplySent = ("echo_reply_sent", "ICMP echo replies sent for the appliance's addresses"),
+        Fragmented = ("fragmented", "IPv4 packets fragmented to fit the egress MTU"),
+        TablesSwapped = ("tables_swapped", "new table generations picked up"),
+    }
+}
+
+/// The most ports a worker keeps per-port counters for.
+pub const MAX_PORTS: usize = 64;
+
+#[derive(Default)]
+struct PortCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+}
+
+/// One worker's counters. The worker writes; anyone reads.
+pub struct WorkerStats {
+    drops: [AtomicU64; DropReason::COUNT],
+    events: [AtomicU64; Event::COUNT],
+    ports: [PortCounters; MAX_PORTS],
+    bursts: AtomicU64,
+    polls: AtomicU64,
+    busy_ns: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            drops: core::array::from_fn(|_| AtomicU64::new(0)),
+            events: core::array::from_fn(|_| AtomicU64::new(0)),
+            ports: core::array::from_fn(|_| PortCounters::default()),
+            bursts: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerStats {
+    #[inline(always)]
+    pub fn drop_packet(&self, reason: DropReason) {
+        bump(&self.drops[reason as usize], 1);
+    }
+
+    #[inline(always)]
+    pub fn drops_n(&self, reason: DropReason, n: u64) {
+        bump(&self.drops[reason as usize], n);
+    }
+
+    #[inline(always)]
+    pub fn event(&self, e: Event) {
+        bump(&self.events[e as usize], 1);
+    }
+
+    #[inline(always)]
+    pub fn rx(&self, port: u16, packets: u64, bytes: u64) {
+        if let Some(c) = self.ports.get(port as usize) {
+            bump(&c.rx_packets, packets);
+            bump(&c.rx_bytes, bytes);
+        }
+    }
+
+    #[inline(always)]
+    pub fn tx(&self, port: u16, packets: u64, bytes: u64) {
+        if let Some(c) = self.ports.get(port as usize) {
+            bump(&c.tx_packets, packets);
+            bump(&c.tx_bytes, bytes);
+        }
+    }
+
+    /// One poll of the receive queues; `busy` if it found packets.
+    #[inline(always)]
+    pub fn poll(&self, bursts: u64, busy_ns: u64) {
+        bump(&self.polls, 1);
+        if bursts > 0 {
+            bump(&self.bursts, bursts);
+            bump(&self.busy_ns, busy_ns);
+        }
+    }
+
+    pub fn set_generation(&self, g: u64) {
+        self.generation.store(g, Ordering::Relaxed);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn events(&self, e: Event) -> u64 {
+        self.events[e as usize].load(Ordering::Relaxed)
+    }
+
+    /// A point-in-time copy.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut s = StatsSnapshot::default();
+        for r in DropReason::ALL {
+            let v = self.drops(*r);
+            if v != 0 {
+                s.drops.insert(r.name(), v);
+            }
+            s.dropped += v;
+        }
+        for e in Event::ALL {
+            let v = self.events(*e);
+            if v != 0 {
+                s.events.insert(e.name(), v);
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            let c = PortSnapshot {
+                rx_packets: p.rx_packets.load(Ordering::Relaxed),
+                rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
+                tx_packets: p.tx_packets.load(Ordering::Relaxed),
+                tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
+            };
+            if c != PortSnapshot::default() {
+                s.rx_packets += c.rx_packets;
+                s.tx_packets += c.tx_packets;
+                s.ports.insert(i as u16, c);
+            }
+        }
+        s.bursts = self.bursts.load(Ordering::Relaxed);
+        s.polls = self.polls.load(Ordering::Relaxed);
+        s.busy_ns = self.busy_ns.load(Ordering::Relaxed);
+        s.generation = self.generation();
+        s
+    }
+}
+
+/// Counters of one port as one worker (or the sum of workers) saw them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortSnapshot {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// A copy of counters; [`StatsSnapshot::sum`] adds workers up.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub rx_packets: u64,
+    /// Packets transmitted (forwarded and generated by the slow path).
+    pub tx_packets: u64,
+    pub dropped: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub events: BTreeMap<&'static str, u64>,
+    pub ports: BTreeMap<u16, PortSnapshot>,
+    pub bursts: u64,
+    pub polls: u64,
+    pub busy_ns: u64,
+    /// The table generation (for a sum: the oldest one any worker runs).
+    pub generation: u64,
+}
+
+impl core::ops::AddAssign<&StatsSnapshot> for StatsSnapshot {
+    fn add_assign(&mut self, o: &StatsSnapshot) {
+        self.rx_packets += o.rx_packets;
+        self.tx_packets += o.tx_packets;
+        self.dropped += o.dropped;
+        for (k, v) in &o.drops {
+            *self.drops.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.events {
+            *self.events.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.ports {
+            let p = self.ports.entry(*k).or_default();
+            p.rx_packets += v.rx_packets;
+            p.rx_bytes += v.rx_bytes;
+            p.tx_packets += v.tx_packets;
+            p.tx_bytes += v.tx_bytes;
+        }
+        self.bursts += o.bursts;
+        self.polls += o.polls;
+        self.busy_ns += o.busy_ns;
+    }
+}
+
+impl StatsSnapshot {
+    /// Sums several workers' snapshots; the generation is the oldest any of
+    /// them runs.
+    pub fn sum<'a>(items: impl IntoIterator<Item = &'a StatsSnapshot>) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        let mut oldest: Option<u64> = None;
+        for s in items {
+            total += s;
+            oldest = Some(oldest.map_or(s.generation, |g| g.min(s.generation)));
+        }
+        total.generation = oldest.unwrap_or(0);
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DropReason::ALL {
+            assert!(seen.insert(r.name()), "duplicate name {}", r.name());
+            assert_eq!(DropReason::from_name(r.name()), Some(*r));
+            assert!(!r.description().is_empty());
+        }
+        for e in Event::ALL {
+            assert_eq!(Event::from_name(e.name()), Some(*e));
+        }
+    }
+
+    #[test]
+    fn snapshots_sum_across_workers() {
+        let a = WorkerStats::default();
+        let b = WorkerStats::default();
+        a.drop_packet(DropReason::NoRoute);
+        a.drops_n(DropReason::NoRoute, 2);
+        b.drop_packet(DropReason::TtlExpired);
+        a.rx(0, 10, 640);
+        b.rx(0, 5, 320);
+        b.tx(1, 4, 256);
+        a.set_generation(7);
+        b.set_generation(6);
+        let sum = StatsSnapshot::sum(&[a.snapshot(), b.snapshot()]);
+        assert_eq!(sum.dropped, 4);
+        assert_eq!(sum.drops["no_route"], 3);
+        assert_eq!(sum.drops["ttl_expired"], 1);
+        assert_eq!(sum.rx_packets, 15);
+        assert_eq!(sum.ports[&0].rx_bytes, 960);
+        assert_eq!(sum.ports[&1].tx_packets, 4);
+        assert_eq!(sum.generation, 6, "the oldest generation any worker runs");
+    }
+}
