@@ -1,1 +1,293 @@
-//! (to be written)
+//! The poll-mode worker: receive a burst, run the pipeline, transmit grouped
+//! by port, repeat.
+//!
+//! A worker owns its receive queues, one transmit queue per port, a packet
+//! cache, a table reader and its counters. Nothing it touches per packet is
+//! shared for writing, so the loop takes no locks. Per poll it:
+//! 1. checks for a new table generation (one atomic load);
+//! 2. for each receive queue: takes a burst, runs the pipeline over it, and
+//!    sorts the packets by decision: transmit ones into a pending batch per
+//!    output port (sent as soon as it holds a full burst, as DPDK's l3fwd
+//!    does), drops freed and counted, punts to the slow path;
+//! 3. flushes partial batches when the drain timer fires or the queues were
+//!    idle, so a lone packet waits at most `drain` (100 µs by default).
+//!
+//! [`Worker::poll`] is the loop's body and takes the time as an argument, so
+//! tests drive a worker deterministically; [`spawn`] runs it on a pinned
+//! thread until stopped.
+
+use crate::buf::{Batch, PacketPool, PoolCache, Packet};
+use crate::io::{RxQueue, TxQueue};
+use crate::stages::slowpath::SlowPath;
+use crate::stages::{Action, Burst, Context, Stage};
+use crate::state::neighbour::NeighbourCache;
+use crate::stats::{DropReason, Event, WorkerStats};
+use crate::tables::cell::{TableCell, TableReader};
+use crate::tables::PortId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Everything a worker needs, handed over when it starts.
+pub struct WorkerSpec {
+    pub id: u16,
+    /// The core to pin to; `None` leaves the thread unpinned.
+    pub core: Option<usize>,
+    /// Receive queues this worker polls.
+    pub rx: Vec<Box<dyn RxQueue>>,
+    /// Transmit queues by port id; `None` where this worker cannot send.
+    pub tx: Vec<Option<Box<dyn TxQueue>>>,
+    pub pool: PacketPool,
+    pub tables: Arc<TableCell>,
+    pub neighbours: Arc<NeighbourCache>,
+    /// The longest a packet waits in a partial transmit batch.
+    pub drain: Duration,
+}
+
+/// A worker's state; [`poll`](Worker::poll) runs one iteration.
+pub struct Worker<P: Stage> {
+    id: u16,
+    pipeline: P,
+    rx: Vec<Box<dyn RxQueue>>,
+    tx: Vec<Option<Box<dyn TxQueue>>>,
+    pending: Vec<Batch>,
+    cache: PoolCache,
+    reader: TableReader,
+    neighbours: Arc<NeighbourCache>,
+    stats: Arc<WorkerStats>,
+    slow: SlowPath,
+    burst: Box<Burst>,
+    drain_ns: u64,
+    last_drain_ns: u64,
+}
+
+impl<P: Stage> Worker<P> {
+    pub fn new(spec: WorkerSpec, pipeline: P) -> Worker<P> {
+        let reader = spec.tables.reader();
+        let stats = Arc::new(WorkerStats::default());
+        stats.set_generation(reader.generation());
+        let slow = SlowPath::new(reader.tables());
+        let ports = spec.tx.len();
+        Worker {
+            id: spec.id,
+            pipeline,
+            rx: spec.rx,
+            tx: spec.tx,
+            pending: (0..ports).map(|_| Batch::new()).collect(),
+            cache: spec.pool.cache(512),
+            reader,
+            neighbours: spec.neighbours,
+            stats,
+            slow,
+            burst: Box::default(),
+            drain_ns: spec.drain.as_nanos() as u64,
+            last_drain_ns: 0,
+        }
+    }
+
+    /// This worker's counters (shared with readers).
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// One iteration of the loop at time `now_ns`; returns the packets received.
+    #[inline]
+    pub fn poll(&mut self, now_ns: u64) -> usize {
+        if self.reader.refresh() {
+            self.stats.event(Event::TablesSwapped);
+            self.stats.set_generation(self.reader.generation());
+            self.slow.on_tables(self.reader.tables());
+        }
+        let mut received = 0;
+        let mut bursts = 0;
+        for q in 0..self.rx.len() {
+            let n = self.rx[q].rx_burst(&mut self.cache, &mut self.burst.pkts);
+            if n == 0 {
+                continue;
+            }
+            received += n;
+            bursts += 1;
+            self.process_burst(now_ns);
+        }
+        if received == 0 || now_ns.wrapping_sub(self.last_drain_ns) >= self.drain_ns {
+            self.flush_all();
+            self.last_drain_ns = now_ns;
+        }
+        self.stats.poll(bursts, 0);
+        received
+    }
+
+    fn process_burst(&mut self, now_ns: u64) {
+        let burst = &mut *self.burst;
+        burst.reset_actions();
+        let bytes: usize = burst.pkts.iter().map(|p| p.len()).sum();
+        // A queue belongs to one port, so the whole burst shares rx_port.
+        self.stats.rx(burst.pkts[0].rx_port, burst.pkts.len() as u64, bytes as u64);
+        let cx = Context {
+            tables: self.reader.tables(),
+            neighbours: &self.neighbours,
+            stats: &self.stats,
+            now_ns,
+            worker: self.id,
+        };
+        self.pipeline.process(&cx, burst);
+        let mut out = Output {
+            pending: &mut self.pending,
+            tx: &mut self.tx,
+            stats: &self.stats,
+        };
+        for (i, pkt) in burst.pkts.drain(..).enumerate() {
+            match burst.action[i] {
+                Action::Tx(port) => out.send(port, pkt, &mut self.cache),
+                Action::Drop(reason) => {
+                    self.stats.drop_packet(reason);
+                    self.cache.free(pkt);
+                }
+                Action::Punt(punt) => {
+                    let meta = burst.meta[i];
+                    self.slow.handle(&cx, &mut self.cache, pkt, &meta, punt, &mut |port, p, c: &mut PoolCache| out.send(port, p, c));
+                }
+                Action::Continue => {
+                    // The pipeline ended without a decision: no stage handles it.
+                    self.stats.drop_packet(DropReason::LocalUnhandled);
+                    self.cache.free(pkt);
+                }
+            }
+        }
+    }
+
+    /// Sends every partial batch.
+    pub fn flush_all(&mut self) {
+        let mut out = Output {
+            pending: &mut self.pending,
+            tx: &mut self.tx,
+            stats: &self.stats,
+        };
+        for port in 0..out.pending.len() {
+            if !out.pending[port].is_empty() {
+                out.flush(port as PortId, &mut self.cache);
+            }
+        }
+        for q in self.tx.iter_mut().flatten() {
+            q.flush();
+        }
+    }
+
+    /// Stops cleanly: sends what is pending and returns the packets it holds.
+    pub fn shutdown(mut self) {
+        self.flush_all();
+        for b in &mut self.pending {
+            self.cache.free_batch(b);
+        }
+    }
+}
+
+/// The transmit side of a worker, borrowed apart from the rest so the slow
+/// path can send through it.
+struct Output<'a> {
+    pending: &'a mut Vec<Batch>,
+    tx: &'a mut Vec<Option<Box<dyn TxQueue>>>,
+    stats: &'a WorkerStats,
+}
+
+impl Output<'_> {
+    #[inline]
+    fn send(&mut self, port: PortId, pkt: Packet, cache: &mut PoolCache) {
+        let Some(batch) = self.pending.get_mut(port as usize) else {
+            self.stats.drop_packet(DropReason::NoTxQueue);
+            cache.free(pkt);
+            return;
+        };
+        batch.push(pkt);
+        if batch.is_full() {
+            self.flush(port, cache);
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self, port: PortId, cache: &mut PoolCache) {
+        let batch = &mut self.pending[port as usize];
+        let Some(Some(q)) = self.tx.get_mut(port as usize) else {
+            self.stats.drops_n(DropReason::NoTxQueue, batch.len() as u64);
+            cache.free_batch(batch);
+            return;
+        };
+        let total = batch.len();
+        let bytes: usize = batch.iter().map(|p| p.len()).sum();
+        let sent = q.tx_burst(batch, cache);
+        let unsent_bytes: usize = batch.iter().map(|p| p.len()).sum();
+        self.stats.tx(port, sent as u64, (bytes - unsent_bytes) as u64);
+        if sent < total {
+            self.stats.drops_n(DropReason::TxFull, (total - sent) as u64);
+            cache.free_batch(batch);
+        }
+    }
+}
+
+/// A running worker thread.
+pub struct WorkerHandle {
+    pub id: u16,
+    stop: Arc<AtomicBool>,
+    stats: Arc<WorkerStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Asks the worker to stop and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a worker on its own thread, pinned to `spec.core` if given.
+pub fn spawn<P, F>(spec: WorkerSpec, make_pipeline: F) -> std::io::Result<WorkerHandle>
+where
+    P: Stage + 'static,
+    F: FnOnce() -> P + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stats_tx, stats_rx) = std::sync::mpsc::sync_channel(1);
+    let id = spec.id;
+    let core = spec.core;
+    let thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new().name(format!("sluice-worker-{id}")).spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            }
+            let mut w = Worker::new(spec, make_pipeline());
+            let _ = stats_tx.send(w.stats());
+            let start = Instant::now();
+            let mut polls = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let now = start.elapsed().as_nanos() as u64;
+                if w.poll(now) == 0 {
+                    polls = polls.wrapping_add(1);
+                    core::hint::spin_loop();
+                }
+            }
+            w.shutdown();
+        })?
+    };
+    let stats = stats_rx
+        .recv()
+        .map_err(|_| std::io::Error::other(format!("worker {id} failed to start")))?;
+    Ok(WorkerHandle { id, stop, stats, thread: Some(thread) })
+}

@@ -16,5 +16,7 @@ impl Lpm4 {
         for len in (0..self.by_len.len()).rev() { if let Some(v) = self.by_len[len].get(&Self::mask(addr, len as u8)) { return Some(*v) } }
         None
     }
+    #[inline]
+    pub fn prefetch(&self, _addr: u32) {}
     pub fn len(&self) -> usize { self.by_len.iter().map(|m| m.len()).sum() }
 }

@@ -1,0 +1,136 @@
+//! Route: longest-prefix match in the packet's network, ECMP, TTL and MTU.
+//!
+//! Reads: `family`, `src`, `dst`, `ttl`, `l3_len`, `flags`, `network`,
+//! `flow_hash`; the network's FIBs, adjacencies and next hops.
+//! Writes: `next_hop`.
+//! Decides: `Punt(Local)` for the appliance's own addresses (and IPv6
+//! multicast ICMPv6: neighbour discovery), `Punt(NoRoute | Unreachable |
+//! TtlExpired | TooBig)` for the slow path to answer with ICMP, `Drop` for
+//! martians, blackholes, link-local and unrouted multicast.
+//! Next: `rewrite`.
+//!
+//! IPv4 destinations of a burst are looked up together: every DIR-24-8 slot
+//! is prefetched first, then resolved, so the lookups' cache misses overlap.
+
+use super::{flags, Action, Burst, Context, PacketMeta, Punt, Stage};
+use crate::stats::DropReason;
+use crate::tables::{AdjacencyKind, Network};
+use crate::wire::ip_proto;
+
+/// The route stage.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Route;
+
+impl Stage for Route {
+    #[inline]
+    fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
+        let n = burst.pkts.len();
+        prefetch_v4(cx, burst, n);
+        for i in 0..n {
+            if burst.action[i] != Action::Continue {
+                continue;
+            }
+            let meta = &mut burst.meta[i];
+            let Some(net) = cx.tables.networks.get(meta.network as usize) else {
+                burst.action[i] = Action::Drop(DropReason::UnknownPort);
+                continue;
+            };
+            burst.action[i] = route_one(net, meta);
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch_v4(cx: &Context<'_>, burst: &Burst, n: usize) {
+    for i in 0..n {
+        let m = &burst.meta[i];
+        if burst.action[i] == Action::Continue && m.family == 4 {
+            if let Some(net) = cx.tables.networks.get(m.network as usize) {
+                net.fib4.prefetch(m.dst as u32);
+            }
+        }
+    }
+}
+
+/// IPv4 sources RFC 1812 §5.3.7 says never to forward from.
+#[inline(always)]
+fn martian_source_v4(a: u32) -> bool {
+    let top = a >> 24;
+    top == 0 || top == 127 || a >> 28 >= 0xe
+}
+
+#[inline(always)]
+fn martian_destination_v4(a: u32) -> bool {
+    let top = a >> 24;
+    top == 0 || top == 127 || a == u32::MAX
+}
+
+#[inline(always)]
+fn link_local_v6(a: u128) -> bool {
+    a >> 118 == 0xfe80 >> 6
+}
+
+/// Routes one parsed packet in `net`. Also used by the slow path for the
+/// packets it generates.
+#[inline(always)]
+pub fn route_one(net: &Network, meta: &mut PacketMeta) -> Action {
+    let found = if meta.family == 4 {
+        let (src, dst) = (meta.src as u32, meta.dst as u32);
+        if martian_source_v4(src) {
+            return Action::Drop(DropReason::MartianSource);
+        }
+        if meta.flags & flags::IP_MULTICAST != 0 {
+            return Action::Drop(DropReason::MulticastNotRouted);
+        }
+        if martian_destination_v4(dst) {
+            return Action::Drop(DropReason::MartianDestination);
+        }
+        net.fib4.lookup(dst)
+    } else {
+        let (src, dst) = (meta.src, meta.dst);
+        if src >> 120 == 0xff || src == 1 || dst == 1 || dst == 0 {
+            return Action::Drop(DropReason::MartianSource);
+        }
+        if meta.flags & flags::IP_MULTICAST != 0 {
+            // Neighbour discovery and MLD are link-scoped multicast ICMPv6:
+            // the appliance's business. Other multicast is not routed here.
+            return if meta.proto == ip_proto::ICMPV6 && dst >> 112 == 0xff02 {
+                Action::Punt(Punt::Local)
+            } else {
+                Action::Drop(DropReason::MulticastNotRouted)
+            };
+        }
+        net.fib6.lookup(dst)
+    };
+    let Some(adj) = found.and_then(|i| net.adjacencies.get(i as usize)) else {
+        return Action::Punt(Punt::NoRoute);
+    };
+    match adj.kind {
+        AdjacencyKind::Forward => {}
+        AdjacencyKind::Local => return Action::Punt(Punt::Local),
+        AdjacencyKind::Blackhole => return Action::Drop(DropReason::Blackhole),
+        AdjacencyKind::Unreachable => return Action::Punt(Punt::Unreachable { prohibited: false }),
+        AdjacencyKind::Prohibit => return Action::Punt(Punt::Unreachable { prohibited: true }),
+    }
+    if meta.family == 6 && (link_local_v6(meta.src) || link_local_v6(meta.dst)) {
+        return Action::Drop(DropReason::LinkLocal);
+    }
+    if meta.ttl <= 1 {
+        return Action::Punt(Punt::TtlExpired);
+    }
+    let pick = if adj.count > 1 {
+        // Lemire's multiply-shift: a uniform pick without a division.
+        ((meta.flow_hash as u64 * adj.count as u64) >> 32) as u32
+    } else {
+        0
+    };
+    let nh_index = adj.first + pick;
+    let Some(nh) = net.next_hops.get(nh_index as usize) else {
+        return Action::Punt(Punt::NoRoute);
+    };
+    meta.next_hop = nh_index;
+    if meta.l3_len > nh.mtu {
+        return Action::Punt(Punt::TooBig);
+    }
+    Action::Continue
+}
