@@ -17,5 +17,6 @@ pub mod stages;
 pub mod state;
 pub mod stats;
 pub mod tables;
+pub mod testing;
 pub mod wire;
 pub mod worker;
