@@ -1,1 +1,3 @@
-//! Sluice control plane.
+//! Sluice's control plane: the daemon's entry points.
+
+pub mod demo;

@@ -1,1 +1,67 @@
-fn main() {}
+//! `sluice-perf`: Sluice's benchmark harness.
+//!
+//! `sluice-perf run l3fwd --json` forwards 64-byte frames of 10,000 flows
+//! through one worker with a 100,000-route table, from an in-memory replay
+//! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
+//! cycles per packet.
+
+mod l3fwd;
+mod machine;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sluice-perf", version, about = "Sluice benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the scenarios.
+    List,
+    /// Run a scenario.
+    Run {
+        /// l3fwd (IPv4) or l3fwd-v6.
+        scenario: String,
+        #[command(flatten)]
+        params: l3fwd::Params,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            println!("l3fwd      IPv4 L3 forwarding: mem replay -> 1 worker -> mem sink, 100k routes, 10k flows, 64 B");
+            println!("l3fwd-v6   the same for IPv6 (78-byte frames, the smallest UDP/IPv6 frame with a 16-byte payload)");
+        }
+        Command::Run { scenario, params, json } => {
+            let family = match scenario.as_str() {
+                "l3fwd" => l3fwd::Family::V4,
+                "l3fwd-v6" => l3fwd::Family::V6,
+                other => {
+                    eprintln!("sluice-perf: unknown scenario {other:?} (try `sluice-perf list`)");
+                    std::process::exit(2);
+                }
+            };
+            match l3fwd::run(&scenario, family, &params, !json) {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+                    } else {
+                        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sluice-perf: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The l3fwd scenarios: one worker routes a replayed capture of many flows
+//! through a large table into a sink, both ports in memory, so the number is
+//! the cost of Sluice's own work (plus one 64-byte copy per packet on
+//! receive, which stands for a NIC's DMA).
+
+use crate::machine::{self, Machine};
+use serde::Serialize;
+use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
+use sluice_dataplane::io::mem::{MemPort, MemPortConfig, ReplayLimit, RssMode};
+use sluice_dataplane::io::Port;
+use sluice_dataplane::stages::router;
+use sluice_dataplane::tables::{synth, NextHopSpec, RouteTarget, TablesBuilder};
+use sluice_dataplane::wire::builder::PacketBuilder;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Params {
+    /// Routes in the table (synthetic, realistic prefix lengths).
+    #[arg(long, default_value_t = 100_000)]
+    pub routes: usize,
+    /// Distinct flows in the traffic.
+    #[arg(long, default_value_t = 10_000)]
+    pub flows: usize,
+    /// Frame size in bytes (without FCS); at least the headers' size.
+    #[arg(long)]
+    pub frame_size: Option<usize>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Measured seconds (after one second of warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Seed of the synthetic table and traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemResult {
+    pub system: String,
+    pub workers: usize,
+    pub mpps: f64,
+    pub mpps_per_core: f64,
+    pub ns_per_packet: f64,
+    pub cycles_per_packet: f64,
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub drops_by_reason: BTreeMap<&'static str, u64>,
+    /// Mpps of each measured second, to show the spread.
+    pub per_second_mpps: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub params: Params,
+    pub frame_size: usize,
+    pub machine: Machine,
+    pub results: Vec<SystemResult>,
+}
+
+const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
+const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const GATEWAYS: usize = 4;
+
+fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
+    MemPortConfig { port_id, rx_queues: workers as u16, tx_queues: workers as u16, ring_size: 1024, mac, mtu: 1500, rss: RssMode::Toeplitz }
+}
+
+/// The table: p0 (in) and p1 (out); `routes` synthetic prefixes, each via
+/// one of four gateways on p1 with static MACs.
+fn tables(family: Family, routes: usize, seed: u64) -> Result<sluice_dataplane::tables::Tables, String> {
+    let mut b = TablesBuilder::new();
+    let p0 = b.port("in", 0, MAC_IN, 1500);
+    let p1 = b.port("out", 0, MAC_OUT, 1500);
+    let e = |e: sluice_dataplane::tables::TablesError| e.to_string();
+    b.address(p0, "10.0.0.1".parse().unwrap(), 24).map_err(e)?;
+    b.address(p1, "10.0.1.1".parse().unwrap(), 24).map_err(e)?;
+    b.address(p0, "fd00::1".parse().unwrap(), 64).map_err(e)?;
+    b.address(p1, "fd00:1::1".parse().unwrap(), 64).map_err(e)?;
+    let gws: Vec<IpAddr> = (0..GATEWAYS)
+        .map(|i| match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::new(10, 0, 1, 100 + i as u8)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x100 + i as u16)),
+        })
+        .collect();
+    for (i, g) in gws.iter().enumerate() {
+        b.neighbour(0, *g, [2, 0, 0, 0, 1, i as u8]);
+    }
+    match family {
+        Family::V4 => {
+            let table = synth::ipv4_table(routes, seed);
+            for (i, (p, l)) in table.iter().enumerate() {
+                let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[i % GATEWAYS])]);
+                b.route(0, IpAddr::V4(Ipv4Addr::from(*p)), *l, target).map_err(e)?;
+            }
+        }
+        Family::V6 => {
+            let table = synth::ipv6_table(routes, seed);
+            for (i, (p, l)) in table.iter().enumerate() {
+                let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[i % GATEWAYS])]);
+                b.route(0, IpAddr::V6(Ipv6Addr::from(*p)), *l, target).map_err(e)?;
+            }
+        }
+    }
+    b.build().map_err(e)
+}
+
+fn traffic(family: Family, flows: usize, frame_size: usize, seed: u64, routes: usize) -> Vec<Vec<u8>> {
+    let dests: Vec<IpAddr> = match family {
+        Family::V4 => {
+            let table = synth::ipv4_table(routes, seed);
+            synth::addresses_covered_v4(&table, flows, seed ^ 0x5eed).into_iter().map(|a| IpAddr::V4(Ipv4Addr::from(a))).collect()
+        }
+        Family::V6 => {
+            let table = synth::ipv6_table(routes, seed);
+            synth::addresses_covered_v6(&table, flows, seed ^ 0x5eed).into_iter().map(|a| IpAddr::V6(Ipv6Addr::from(a))).collect()
+        }
+    };
+    dests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let b = PacketBuilder::new(CLIENT, MAC_IN);
+            let b = match d {
+                IpAddr::V4(d) => b.ipv4(Ipv4Addr::new(10, 0, 0, 10), *d),
+                IpAddr::V6(d) => b.ipv6("fd00::10".parse::<Ipv6Addr>().unwrap(), *d),
+            };
+            b.udp(1024 + (i % 60000) as u16, 9).frame_len(frame_size).build()
+        })
+        .collect()
+}
+
+pub fn run(scenario: &str, family: Family, p: &Params, progress: bool) -> Result<Report, String> {
+    let frame_size = p.frame_size.unwrap_or(match family {
+        Family::V4 => 64,
+        Family::V6 => 78,
+    });
+    let machine = machine::describe();
+    let tables = tables(family, p.routes, p.seed)?;
+    let frames = traffic(family, p.flows, frame_size, p.seed, p.routes);
+    let workers = p.workers.max(1);
+    let ports: Vec<Arc<dyn Port>> = vec![
+        MemPort::replay("in", frames, mem_cfg(0, MAC_IN, workers), ReplayLimit::Forever).map_err(|e| e.to_string())?,
+        MemPort::sink("out", mem_cfg(1, MAC_OUT, workers)),
+    ];
+    let cfg = EngineConfig { workers, cores: default_cores(workers), ..EngineConfig::default() };
+    let engine = Engine::start(ports, tables, &cfg, router).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let s0 = engine.stats();
+    let t0 = Instant::now();
+    let c0 = machine::tsc();
+    let mut per_second = Vec::new();
+    let mut last = s0.rx_packets;
+    for sec in 1..=p.seconds {
+        std::thread::sleep((t0 + Duration::from_secs(sec)).saturating_duration_since(Instant::now()));
+        let s = engine.stats();
+        let mpps = (s.rx_packets - last) as f64 / 1e6;
+        last = s.rx_packets;
+        per_second.push((mpps * 1000.0).round() / 1000.0);
+        if progress {
+            eprintln!("{scenario}: {sec}/{}s {mpps:.2} Mpps", p.seconds);
+        }
+    }
+    let s1 = engine.stats();
+    let dt = t0.elapsed().as_secs_f64();
+    let cycles = (machine::tsc() - c0) as f64;
+    engine.stop();
+    let received = s1.rx_packets - s0.rx_packets;
+    let forwarded = s1.tx_packets - s0.tx_packets;
+    let dropped = s1.dropped - s0.dropped;
+    let pps = received as f64 / dt;
+    let mut drops_by_reason = BTreeMap::new();
+    for (k, v) in &s1.drops {
+        let before = s0.drops.get(k).copied().unwrap_or(0);
+        if *v > before {
+            drops_by_reason.insert(*k, *v - before);
+        }
+    }
+    Ok(Report {
+        scenario: scenario.to_string(),
+        params: p.clone(),
+        frame_size,
+        results: vec![SystemResult {
+            system: "sluice".into(),
+            workers,
+            mpps: pps / 1e6,
+            mpps_per_core: pps / 1e6 / workers as f64,
+            ns_per_packet: 1e9 / (pps / workers as f64),
+            cycles_per_packet: cycles * workers as f64 / received.max(1) as f64,
+            received,
+            forwarded,
+            dropped,
+            drops_by_reason,
+            per_second_mpps: per_second,
+        }],
+        machine,
+    })
+}
