@@ -52,20 +52,58 @@ pub fn demo_traffic() -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     for i in 0..700u32 {
         let dst = Ipv4Addr::from(0x1400_0000 + i * 977);
-        frames.push(from_client().ipv4([10, 0, 0, 10], dst).udp(1024 + i as u16, 53).frame_len(64).build());
+        frames.push(
+            from_client()
+                .ipv4([10, 0, 0, 10], dst)
+                .udp(1024 + i as u16, 53)
+                .frame_len(64)
+                .build(),
+        );
     }
     for i in 0..200u32 {
         let dst = Ipv4Addr::from(0x1e00_0000 + i * 4099);
-        frames.push(from_client().ipv4([10, 0, 0, 11], dst).udp(2048 + i as u16, 443).frame_len(64).build());
+        frames.push(
+            from_client()
+                .ipv4([10, 0, 0, 11], dst)
+                .udp(2048 + i as u16, 443)
+                .frame_len(64)
+                .build(),
+        );
     }
     for i in 0..150u16 {
         let dst = Ipv6Addr::new(0x2001, 0xdb8, 0x20, i, 0, 0, 0, 1);
-        frames.push(from_client().ipv6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10), dst).udp(3000 + i, 53).frame_len(78).build());
+        frames.push(
+            from_client()
+                .ipv6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10), dst)
+                .udp(3000 + i, 53)
+                .frame_len(78)
+                .build(),
+        );
     }
     for i in 0..4u16 {
-        frames.push(from_client().ipv4([10, 0, 0, 12], [20, 0, 0, 1]).ttl(1).udp(4000 + i, 33434).frame_len(64).build());
-        frames.push(from_client().ipv4([10, 0, 0, 12], [99, 0, 0, i as u8]).udp(5000 + i, 80).frame_len(64).build());
-        frames.push(from_client().ipv4([10, 0, 0, 12], [20, 0, 0, 2]).udp(6000 + i, 80).frame_len(64).bad_ipv4_checksum().build());
+        frames.push(
+            from_client()
+                .ipv4([10, 0, 0, 12], [20, 0, 0, 1])
+                .ttl(1)
+                .udp(4000 + i, 33434)
+                .frame_len(64)
+                .build(),
+        );
+        frames.push(
+            from_client()
+                .ipv4([10, 0, 0, 12], [99, 0, 0, i as u8])
+                .udp(5000 + i, 80)
+                .frame_len(64)
+                .build(),
+        );
+        frames.push(
+            from_client()
+                .ipv4([10, 0, 0, 12], [20, 0, 0, 2])
+                .udp(6000 + i, 80)
+                .frame_len(64)
+                .bad_ipv4_checksum()
+                .build(),
+        );
     }
     frames
 }
@@ -83,10 +121,17 @@ fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
 }
 
 fn generated(s: &StatsSnapshot) -> u64 {
-    [Event::IcmpErrorSent, Event::EchoReplySent, Event::ArpReplySent, Event::ArpRequestSent, Event::NdAdvertSent, Event::NdSolicitSent]
-        .iter()
-        .map(|e| s.events.get(e.name()).copied().unwrap_or(0))
-        .sum()
+    [
+        Event::IcmpErrorSent,
+        Event::EchoReplySent,
+        Event::ArpReplySent,
+        Event::ArpRequestSent,
+        Event::NdAdvertSent,
+        Event::NdSolicitSent,
+    ]
+    .iter()
+    .map(|e| s.events.get(e.name()).copied().unwrap_or(0))
+    .sum()
 }
 
 /// Runs the demo and returns its summary.
@@ -94,11 +139,21 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary, String> {
     let workers = opts.workers.max(1);
     let tables = router_lab().build().map_err(|e| e.to_string())?;
     let ports: Vec<Arc<dyn Port>> = vec![
-        MemPort::replay("p0", demo_traffic(), mem_cfg(0, MAC_P0, workers), ReplayLimit::Forever).map_err(|e| e.to_string())?,
+        MemPort::replay(
+            "p0",
+            demo_traffic(),
+            mem_cfg(0, MAC_P0, workers),
+            ReplayLimit::Forever,
+        )
+        .map_err(|e| e.to_string())?,
         MemPort::sink("p1", mem_cfg(1, MAC_P1, workers)),
         MemPort::sink("p2", mem_cfg(2, MAC_P2, workers)),
     ];
-    let cfg = EngineConfig { workers, cores: default_cores(workers), ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        workers,
+        cores: default_cores(workers),
+        ..EngineConfig::default()
+    };
     let engine = Engine::start(ports, tables, &cfg, router).map_err(|e| e.to_string())?;
     let start = Instant::now();
     let mut last = StatsSnapshot::default();

@@ -45,11 +45,17 @@ impl Default for EngineConfig {
 /// core 0 to the control plane and the OS. On a one- or two-core machine
 /// the workers share with the rest.
 pub fn default_cores(n: usize) -> Vec<usize> {
-    let ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     if ids.is_empty() {
         return Vec::new();
     }
-    (0..n).map(|i| ids[ids.len() - 1 - (i % ids.len())]).collect()
+    (0..n)
+        .map(|i| ids[ids.len() - 1 - (i % ids.len())])
+        .collect()
 }
 
 pub struct Engine {
@@ -62,7 +68,12 @@ pub struct Engine {
 
 impl Engine {
     /// Starts workers serving `ports` (index = port id) with `tables`.
-    pub fn start<P, F>(ports: Vec<Arc<dyn Port>>, tables: Tables, cfg: &EngineConfig, pipeline: F) -> Result<Engine, PortError>
+    pub fn start<P, F>(
+        ports: Vec<Arc<dyn Port>>,
+        tables: Tables,
+        cfg: &EngineConfig,
+        pipeline: F,
+    ) -> Result<Engine, PortError>
     where
         P: Stage + 'static,
         F: Fn() -> P + Send + Clone + 'static,
@@ -111,7 +122,13 @@ impl Engine {
             let make = pipeline.clone();
             handles.push(spawn(spec, make).map_err(|e| PortError::Backend(e.to_string()))?);
         }
-        Ok(Engine { ports, workers: handles, tables: cell, neighbours, pool })
+        Ok(Engine {
+            ports,
+            workers: handles,
+            tables: cell,
+            neighbours,
+            pool,
+        })
     }
 
     /// Counters summed over workers.

@@ -40,7 +40,11 @@ pub fn router_lab() -> TablesBuilder {
     let p0 = b.port("p0", 0, MAC_P0, 1500);
     let p1 = b.port("p1", 0, MAC_P1, 1500);
     let p2 = b.port("p2", 0, MAC_P2, 1300);
-    for (p, v4, v6) in [(p0, "10.0.0.1", "2001:db8::1"), (p1, "10.0.1.1", "2001:db8:1::1"), (p2, "10.0.2.1", "2001:db8:2::1")] {
+    for (p, v4, v6) in [
+        (p0, "10.0.0.1", "2001:db8::1"),
+        (p1, "10.0.1.1", "2001:db8:1::1"),
+        (p2, "10.0.2.1", "2001:db8:2::1"),
+    ] {
         b.address(p, ip(v4), 24).expect("lab address");
         b.address(p, ip(v6), 64).expect("lab address");
     }
@@ -54,7 +58,10 @@ pub fn router_lab() -> TablesBuilder {
         (
             "30.0.0.0",
             8,
-            RouteTarget::Via(vec![NextHopSpec::gateway(ip("10.0.1.254")), NextHopSpec::gateway(ip("10.0.2.254"))]),
+            RouteTarget::Via(vec![
+                NextHopSpec::gateway(ip("10.0.1.254")),
+                NextHopSpec::gateway(ip("10.0.2.254")),
+            ]),
         ),
         ("40.0.0.0", 8, RouteTarget::Blackhole),
         ("50.0.0.0", 8, RouteTarget::Unreachable),

@@ -16,7 +16,7 @@
 //! tests drive a worker deterministically; [`spawn`] runs it on a pinned
 //! thread until stopped.
 
-use crate::buf::{Batch, PacketPool, PoolCache, Packet};
+use crate::buf::{Batch, Packet, PacketPool, PoolCache};
 use crate::io::{RxQueue, TxQueue};
 use crate::stages::slowpath::SlowPath;
 use crate::stages::{Action, Burst, Context, Stage};
@@ -123,7 +123,8 @@ impl<P: Stage> Worker<P> {
         burst.reset_actions();
         let bytes: usize = burst.pkts.iter().map(|p| p.len()).sum();
         // A queue belongs to one port, so the whole burst shares rx_port.
-        self.stats.rx(burst.pkts[0].rx_port, burst.pkts.len() as u64, bytes as u64);
+        self.stats
+            .rx(burst.pkts[0].rx_port, burst.pkts.len() as u64, bytes as u64);
         let cx = Context {
             tables: self.reader.tables(),
             neighbours: &self.neighbours,
@@ -146,7 +147,14 @@ impl<P: Stage> Worker<P> {
                 }
                 Action::Punt(punt) => {
                     let meta = burst.meta[i];
-                    self.slow.handle(&cx, &mut self.cache, pkt, &meta, punt, &mut |port, p, c: &mut PoolCache| out.send(port, p, c));
+                    self.slow.handle(
+                        &cx,
+                        &mut self.cache,
+                        pkt,
+                        &meta,
+                        punt,
+                        &mut |port, p, c: &mut PoolCache| out.send(port, p, c),
+                    );
                 }
                 Action::Continue => {
                     // The pipeline ended without a decision: no stage handles it.
@@ -209,7 +217,8 @@ impl Output<'_> {
     fn flush(&mut self, port: PortId, cache: &mut PoolCache) {
         let batch = &mut self.pending[port as usize];
         let Some(Some(q)) = self.tx.get_mut(port as usize) else {
-            self.stats.drops_n(DropReason::NoTxQueue, batch.len() as u64);
+            self.stats
+                .drops_n(DropReason::NoTxQueue, batch.len() as u64);
             cache.free_batch(batch);
             return;
         };
@@ -217,9 +226,11 @@ impl Output<'_> {
         let bytes: usize = batch.iter().map(|p| p.len()).sum();
         let sent = q.tx_burst(batch, cache);
         let unsent_bytes: usize = batch.iter().map(|p| p.len()).sum();
-        self.stats.tx(port, sent as u64, (bytes - unsent_bytes) as u64);
+        self.stats
+            .tx(port, sent as u64, (bytes - unsent_bytes) as u64);
         if sent < total {
-            self.stats.drops_n(DropReason::TxFull, (total - sent) as u64);
+            self.stats
+                .drops_n(DropReason::TxFull, (total - sent) as u64);
             cache.free_batch(batch);
         }
     }
@@ -268,26 +279,33 @@ where
     let core = spec.core;
     let thread = {
         let stop = stop.clone();
-        std::thread::Builder::new().name(format!("sluice-worker-{id}")).spawn(move || {
-            if let Some(c) = core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: c });
-            }
-            let mut w = Worker::new(spec, make_pipeline());
-            let _ = stats_tx.send(w.stats());
-            let start = Instant::now();
-            let mut polls = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let now = start.elapsed().as_nanos() as u64;
-                if w.poll(now) == 0 {
-                    polls = polls.wrapping_add(1);
-                    core::hint::spin_loop();
+        std::thread::Builder::new()
+            .name(format!("sluice-worker-{id}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
                 }
-            }
-            w.shutdown();
-        })?
+                let mut w = Worker::new(spec, make_pipeline());
+                let _ = stats_tx.send(w.stats());
+                let start = Instant::now();
+                let mut polls = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let now = start.elapsed().as_nanos() as u64;
+                    if w.poll(now) == 0 {
+                        polls = polls.wrapping_add(1);
+                        core::hint::spin_loop();
+                    }
+                }
+                w.shutdown();
+            })?
     };
     let stats = stats_rx
         .recv()
         .map_err(|_| std::io::Error::other(format!("worker {id} failed to start")))?;
-    Ok(WorkerHandle { id, stop, stats, thread: Some(thread) })
+    Ok(WorkerHandle {
+        id,
+        stop,
+        stats,
+        thread: Some(thread),
+    })
 }

@@ -75,12 +75,24 @@ const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const GATEWAYS: usize = 4;
 
 fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
-    MemPortConfig { port_id, rx_queues: workers as u16, tx_queues: workers as u16, ring_size: 1024, mac, mtu: 1500, rss: RssMode::Toeplitz }
+    MemPortConfig {
+        port_id,
+        rx_queues: workers as u16,
+        tx_queues: workers as u16,
+        ring_size: 1024,
+        mac,
+        mtu: 1500,
+        rss: RssMode::Toeplitz,
+    }
 }
 
 /// The table: p0 (in) and p1 (out); `routes` synthetic prefixes, each via
 /// one of four gateways on p1 with static MACs.
-fn tables(family: Family, routes: usize, seed: u64) -> Result<sluice_dataplane::tables::Tables, String> {
+fn tables(
+    family: Family,
+    routes: usize,
+    seed: u64,
+) -> Result<sluice_dataplane::tables::Tables, String> {
     let mut b = TablesBuilder::new();
     let p0 = b.port("in", 0, MAC_IN, 1500);
     let p1 = b.port("out", 0, MAC_OUT, 1500);
@@ -103,29 +115,43 @@ fn tables(family: Family, routes: usize, seed: u64) -> Result<sluice_dataplane::
             let table = synth::ipv4_table(routes, seed);
             for (i, (p, l)) in table.iter().enumerate() {
                 let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[i % GATEWAYS])]);
-                b.route(0, IpAddr::V4(Ipv4Addr::from(*p)), *l, target).map_err(e)?;
+                b.route(0, IpAddr::V4(Ipv4Addr::from(*p)), *l, target)
+                    .map_err(e)?;
             }
         }
         Family::V6 => {
             let table = synth::ipv6_table(routes, seed);
             for (i, (p, l)) in table.iter().enumerate() {
                 let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[i % GATEWAYS])]);
-                b.route(0, IpAddr::V6(Ipv6Addr::from(*p)), *l, target).map_err(e)?;
+                b.route(0, IpAddr::V6(Ipv6Addr::from(*p)), *l, target)
+                    .map_err(e)?;
             }
         }
     }
     b.build().map_err(e)
 }
 
-fn traffic(family: Family, flows: usize, frame_size: usize, seed: u64, routes: usize) -> Vec<Vec<u8>> {
+fn traffic(
+    family: Family,
+    flows: usize,
+    frame_size: usize,
+    seed: u64,
+    routes: usize,
+) -> Vec<Vec<u8>> {
     let dests: Vec<IpAddr> = match family {
         Family::V4 => {
             let table = synth::ipv4_table(routes, seed);
-            synth::addresses_covered_v4(&table, flows, seed ^ 0x5eed).into_iter().map(|a| IpAddr::V4(Ipv4Addr::from(a))).collect()
+            synth::addresses_covered_v4(&table, flows, seed ^ 0x5eed)
+                .into_iter()
+                .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+                .collect()
         }
         Family::V6 => {
             let table = synth::ipv6_table(routes, seed);
-            synth::addresses_covered_v6(&table, flows, seed ^ 0x5eed).into_iter().map(|a| IpAddr::V6(Ipv6Addr::from(a))).collect()
+            synth::addresses_covered_v6(&table, flows, seed ^ 0x5eed)
+                .into_iter()
+                .map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+                .collect()
         }
     };
     dests
@@ -137,7 +163,9 @@ fn traffic(family: Family, flows: usize, frame_size: usize, seed: u64, routes: u
                 IpAddr::V4(d) => b.ipv4(Ipv4Addr::new(10, 0, 0, 10), *d),
                 IpAddr::V6(d) => b.ipv6("fd00::10".parse::<Ipv6Addr>().unwrap(), *d),
             };
-            b.udp(1024 + (i % 60000) as u16, 9).frame_len(frame_size).build()
+            b.udp(1024 + (i % 60000) as u16, 9)
+                .frame_len(frame_size)
+                .build()
         })
         .collect()
 }
@@ -152,10 +180,20 @@ pub fn run(scenario: &str, family: Family, p: &Params, progress: bool) -> Result
     let frames = traffic(family, p.flows, frame_size, p.seed, p.routes);
     let workers = p.workers.max(1);
     let ports: Vec<Arc<dyn Port>> = vec![
-        MemPort::replay("in", frames, mem_cfg(0, MAC_IN, workers), ReplayLimit::Forever).map_err(|e| e.to_string())?,
+        MemPort::replay(
+            "in",
+            frames,
+            mem_cfg(0, MAC_IN, workers),
+            ReplayLimit::Forever,
+        )
+        .map_err(|e| e.to_string())?,
         MemPort::sink("out", mem_cfg(1, MAC_OUT, workers)),
     ];
-    let cfg = EngineConfig { workers, cores: default_cores(workers), ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        workers,
+        cores: default_cores(workers),
+        ..EngineConfig::default()
+    };
     let engine = Engine::start(ports, tables, &cfg, router).map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));
     let s0 = engine.stats();
@@ -164,7 +202,9 @@ pub fn run(scenario: &str, family: Family, p: &Params, progress: bool) -> Result
     let mut per_second = Vec::new();
     let mut last = s0.rx_packets;
     for sec in 1..=p.seconds {
-        std::thread::sleep((t0 + Duration::from_secs(sec)).saturating_duration_since(Instant::now()));
+        std::thread::sleep(
+            (t0 + Duration::from_secs(sec)).saturating_duration_since(Instant::now()),
+        );
         let s = engine.stats();
         let mpps = (s.rx_packets - last) as f64 / 1e6;
         last = s.rx_packets;

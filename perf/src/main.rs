@@ -40,7 +40,11 @@ fn main() {
             println!("l3fwd      IPv4 L3 forwarding: mem replay -> 1 worker -> mem sink, 100k routes, 10k flows, 64 B");
             println!("l3fwd-v6   the same for IPv6 (78-byte frames, the smallest UDP/IPv6 frame with a 16-byte payload)");
         }
-        Command::Run { scenario, params, json } => {
+        Command::Run {
+            scenario,
+            params,
+            json,
+        } => {
             let family = match scenario.as_str() {
                 "l3fwd" => l3fwd::Family::V4,
                 "l3fwd-v6" => l3fwd::Family::V6,
@@ -52,9 +56,15 @@ fn main() {
             match l3fwd::run(&scenario, family, &params, !json) {
                 Ok(report) => {
                     if json {
-                        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+                        println!(
+                            "{}",
+                            serde_json::to_string(&report).expect("report serialises")
+                        );
                     } else {
-                        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).expect("report serialises")
+                        );
                     }
                 }
                 Err(e) => {

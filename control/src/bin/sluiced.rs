@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use sluice_control::demo;
 
 #[derive(Parser)]
-#[command(name = "sluiced", version, about = "Sluice: a userspace packet-processing appliance")]
+#[command(
+    name = "sluiced",
+    version,
+    about = "Sluice: a userspace packet-processing appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,12 +34,23 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { seconds, workers, json } => {
-            let opts = demo::DemoOptions { seconds, workers, json };
+        Command::Demo {
+            seconds,
+            workers,
+            json,
+        } => {
+            let opts = demo::DemoOptions {
+                seconds,
+                workers,
+                json,
+            };
             match demo::run(&opts) {
                 Ok(summary) => {
                     if json {
-                        println!("{}", serde_json::to_string(&summary).expect("summary serialises"));
+                        println!(
+                            "{}",
+                            serde_json::to_string(&summary).expect("summary serialises")
+                        );
                     } else {
                         demo::print_summary(&summary);
                     }

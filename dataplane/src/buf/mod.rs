@@ -195,7 +195,9 @@ impl PacketPool {
 impl Clone for PacketPool {
     fn clone(&self) -> Self {
         self.shared().acquire(1);
-        PacketPool { shared: self.shared }
+        PacketPool {
+            shared: self.shared,
+        }
     }
 }
 
@@ -320,7 +322,9 @@ impl PoolCache {
     /// A handle to the pool this cache draws from.
     pub fn pool(&self) -> PacketPool {
         self.shared().acquire(1);
-        PacketPool { shared: self.shared }
+        PacketPool {
+            shared: self.shared,
+        }
     }
 }
 
@@ -378,7 +382,10 @@ impl Packet {
         // SAFETY: head + len <= BUF_STRIDE is kept by every setter, and this
         // packet owns the buffer exclusively.
         unsafe {
-            core::slice::from_raw_parts(self.buf.as_ptr().add(self.head as usize), self.len as usize)
+            core::slice::from_raw_parts(
+                self.buf.as_ptr().add(self.head as usize),
+                self.len as usize,
+            )
         }
     }
 

@@ -76,7 +76,10 @@ pub struct QueueCounters {
 /// Adds `n` to a counter that only the calling thread writes.
 #[inline(always)]
 pub fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl QueueCounters {
@@ -96,7 +99,11 @@ impl QueueCounters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortError {
     /// The queue number is past the port's queue count.
-    NoSuchQueue { port: String, queue: u16, queues: u16 },
+    NoSuchQueue {
+        port: String,
+        queue: u16,
+        queues: u16,
+    },
     /// Another worker already holds this queue.
     QueueTaken { port: String, queue: u16 },
     /// The backend failed (file, socket, device); the text says how.
@@ -106,7 +113,11 @@ pub enum PortError {
 impl fmt::Display for PortError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PortError::NoSuchQueue { port, queue, queues } => {
+            PortError::NoSuchQueue {
+                port,
+                queue,
+                queues,
+            } => {
                 write!(f, "port {port}: no queue {queue} (it has {queues})")
             }
             PortError::QueueTaken { port, queue } => {

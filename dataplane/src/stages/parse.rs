@@ -56,7 +56,12 @@ fn drop(r: DropReason) -> Action {
 /// Parses one frame received on `rx_port`. `Err` carries the decision for a
 /// frame that goes no further down the fast path.
 #[inline(always)]
-pub fn parse_frame(d: &[u8], rx_port: u16, tables: &Tables, meta: &mut PacketMeta) -> Result<(), Action> {
+pub fn parse_frame(
+    d: &[u8],
+    rx_port: u16,
+    tables: &Tables,
+    meta: &mut PacketMeta,
+) -> Result<(), Action> {
     if d.len() < 14 {
         return Err(drop(DropReason::Truncated));
     }
@@ -205,7 +210,14 @@ fn parse_ipv6(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
 
 #[inline(always)]
 fn is_extension_header(nh: u8) -> bool {
-    matches!(nh, ip_proto::HOPOPTS | ip_proto::IPV6_ROUTE | ip_proto::IPV6_FRAG | ip_proto::IPV6_OPTS | ip_proto::AH)
+    matches!(
+        nh,
+        ip_proto::HOPOPTS
+            | ip_proto::IPV6_ROUTE
+            | ip_proto::IPV6_FRAG
+            | ip_proto::IPV6_OPTS
+            | ip_proto::AH
+    )
 }
 
 #[cold]

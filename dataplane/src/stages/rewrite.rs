@@ -49,7 +49,12 @@ pub fn resolve_target(nh: &NextHop, meta: &PacketMeta) -> u128 {
 
 /// The next hop's MAC, if known.
 #[inline(always)]
-pub fn resolve(net: &Network, nh: &NextHop, meta: &PacketMeta, cache: &NeighbourCache) -> Option<[u8; 6]> {
+pub fn resolve(
+    net: &Network,
+    nh: &NextHop,
+    meta: &PacketMeta,
+    cache: &NeighbourCache,
+) -> Option<[u8; 6]> {
     if let Some(mac) = nh.dst_mac {
         return Some(mac);
     }
@@ -57,7 +62,11 @@ pub fn resolve(net: &Network, nh: &NextHop, meta: &PacketMeta, cache: &Neighbour
     if let Some(mac) = net.static_neighbours.get(&target) {
         return Some(*mac);
     }
-    let family = if meta.family == 4 { Family::V4 } else { Family::V6 };
+    let family = if meta.family == 4 {
+        Family::V4
+    } else {
+        Family::V6
+    };
     cache.lookup(meta.network, family, target).map(|n| n.mac)
 }
 

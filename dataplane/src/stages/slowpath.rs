@@ -52,16 +52,27 @@ fn be16(d: &[u8], at: usize) -> u16 {
 
 impl SlowPath {
     pub fn new(tables: &Tables) -> SlowPath {
-        SlowPath { icmp: TokenBucket::new(tables.icmp.per_second as u64, tables.icmp.burst as u64) }
+        SlowPath {
+            icmp: TokenBucket::new(tables.icmp.per_second as u64, tables.icmp.burst as u64),
+        }
     }
 
     /// A new table generation: take its limits.
     pub fn on_tables(&mut self, tables: &Tables) {
-        self.icmp.set(tables.icmp.per_second as u64, tables.icmp.burst as u64);
+        self.icmp
+            .set(tables.icmp.per_second as u64, tables.icmp.burst as u64);
     }
 
     /// Handles one punted packet; consumes it.
-    pub fn handle(&mut self, cx: &Context<'_>, cache: &mut PoolCache, pkt: Packet, meta: &PacketMeta, punt: Punt, emit: &mut Emit<'_>) {
+    pub fn handle(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+        punt: Punt,
+        emit: &mut Emit<'_>,
+    ) {
         match punt {
             Punt::Arp => self.arp(cx, cache, pkt, meta, emit),
             Punt::Local => self.local(cx, cache, pkt, meta, emit),
@@ -72,13 +83,21 @@ impl SlowPath {
             }
             Punt::TtlExpired => {
                 cx.stats.drop_packet(DropReason::TtlExpired);
-                let (t, c) = if meta.family == 4 { (ICMP4_TIME_EXCEEDED, 0) } else { (ICMP6_TIME_EXCEEDED, 0) };
+                let (t, c) = if meta.family == 4 {
+                    (ICMP4_TIME_EXCEEDED, 0)
+                } else {
+                    (ICMP6_TIME_EXCEEDED, 0)
+                };
                 self.icmp_error(cx, cache, pkt, meta, t, c, 0, emit);
             }
             Punt::NoRoute => {
                 cx.stats.drop_packet(DropReason::NoRoute);
                 // Network unreachable (v4 code 0) / no route (v6 code 0).
-                let t = if meta.family == 4 { ICMP4_UNREACHABLE } else { ICMP6_UNREACHABLE };
+                let t = if meta.family == 4 {
+                    ICMP4_UNREACHABLE
+                } else {
+                    ICMP6_UNREACHABLE
+                };
                 self.icmp_error(cx, cache, pkt, meta, t, 0, 0, emit);
             }
             Punt::Unreachable { prohibited } => {
@@ -93,7 +112,10 @@ impl SlowPath {
             }
             Punt::TooBig => {
                 let net = &cx.tables.networks[meta.network as usize];
-                let mtu = net.next_hops.get(meta.next_hop as usize).map_or(1280, |n| n.mtu) as u32;
+                let mtu = net
+                    .next_hops
+                    .get(meta.next_hop as usize)
+                    .map_or(1280, |n| n.mtu) as u32;
                 if meta.family == 4 && meta.flags & flags::DONT_FRAGMENT == 0 {
                     // Fragmentation of DF=0 packets is not done here; the
                     // packet is refused and counted.
@@ -112,10 +134,22 @@ impl SlowPath {
         }
     }
 
-    fn arp(&mut self, cx: &Context<'_>, cache: &mut PoolCache, mut pkt: Packet, meta: &PacketMeta, emit: &mut Emit<'_>) {
+    fn arp(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        mut pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
         let l3 = meta.l3_offset as usize;
         let d = pkt.data();
-        if d.len() < l3 + 28 || be16(d, l3) != 1 || be16(d, l3 + 2) != ethertype::IPV4 || d[l3 + 4] != 6 || d[l3 + 5] != 4 {
+        if d.len() < l3 + 28
+            || be16(d, l3) != 1
+            || be16(d, l3 + 2) != ethertype::IPV4
+            || d[l3 + 4] != 6
+            || d[l3 + 5] != 4
+        {
             cx.stats.drop_packet(DropReason::ArpInvalid);
             cache.free(pkt);
             return;
@@ -135,7 +169,8 @@ impl SlowPath {
             return;
         }
         if spa != 0 {
-            cx.neighbours.learn(meta.network, Family::V4, spa as u128, sha, cx.now_ns);
+            cx.neighbours
+                .learn(meta.network, Family::V4, spa as u128, sha, cx.now_ns);
             cx.stats.event(Event::NeighbourLearned);
         }
         if op == 1 && port.owns_v4(tpa.into()) {
@@ -160,13 +195,25 @@ impl SlowPath {
         }
     }
 
-    fn local(&mut self, cx: &Context<'_>, cache: &mut PoolCache, pkt: Packet, meta: &PacketMeta, emit: &mut Emit<'_>) {
+    fn local(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
         let l4 = meta.l4_offset as usize;
         let d = pkt.data();
         match (meta.family, meta.proto) {
-            (4, ip_proto::ICMP) if d.get(l4) == Some(&8) && meta.flags & flags::FRAGMENT == 0 => self.echo_reply(cx, cache, pkt, meta, emit),
+            (4, ip_proto::ICMP) if d.get(l4) == Some(&8) && meta.flags & flags::FRAGMENT == 0 => {
+                self.echo_reply(cx, cache, pkt, meta, emit)
+            }
             (6, ip_proto::ICMPV6) => match d.get(l4) {
-                Some(&128) if meta.flags & flags::IP_MULTICAST == 0 && meta.flags & flags::FRAGMENT == 0 => {
+                Some(&128)
+                    if meta.flags & flags::IP_MULTICAST == 0
+                        && meta.flags & flags::FRAGMENT == 0 =>
+                {
                     self.echo_reply(cx, cache, pkt, meta, emit)
                 }
                 Some(&ND_NS) => self.neighbour_solicit(cx, cache, pkt, meta, emit),
@@ -184,8 +231,19 @@ impl SlowPath {
     }
 
     /// Turns an echo request into the reply in place and routes it back.
-    fn echo_reply(&mut self, cx: &Context<'_>, cache: &mut PoolCache, mut pkt: Packet, meta: &PacketMeta, emit: &mut Emit<'_>) {
-        let (l3, l4, end) = (meta.l3_offset as usize, meta.l4_offset as usize, meta.l3_offset as usize + meta.l3_len as usize);
+    fn echo_reply(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        mut pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
+        let (l3, l4, end) = (
+            meta.l3_offset as usize,
+            meta.l4_offset as usize,
+            meta.l3_offset as usize + meta.l3_len as usize,
+        );
         let d = pkt.data_mut();
         if meta.family == 4 {
             if !checksum::verify(&d[l4..end]) {
@@ -230,8 +288,19 @@ impl SlowPath {
         self.send_local(cx, cache, pkt, m, emit);
     }
 
-    fn neighbour_solicit(&mut self, cx: &Context<'_>, cache: &mut PoolCache, mut pkt: Packet, meta: &PacketMeta, emit: &mut Emit<'_>) {
-        let (l3, l4, end) = (meta.l3_offset as usize, meta.l4_offset as usize, meta.l3_offset as usize + meta.l3_len as usize);
+    fn neighbour_solicit(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        mut pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
+        let (l3, l4, end) = (
+            meta.l3_offset as usize,
+            meta.l4_offset as usize,
+            meta.l3_offset as usize + meta.l3_len as usize,
+        );
         let Some(port) = cx.tables.port(pkt.rx_port) else {
             cx.stats.drop_packet(DropReason::UnknownPort);
             cache.free(pkt);
@@ -248,7 +317,8 @@ impl SlowPath {
         let source_lla = nd_option(&d[l4 + 24..end], 1);
         if let Some(mac) = source_lla {
             if meta.src != 0 {
-                cx.neighbours.learn(meta.network, Family::V6, meta.src, mac, cx.now_ns);
+                cx.neighbours
+                    .learn(meta.network, Family::V6, meta.src, mac, cx.now_ns);
                 cx.stats.event(Event::NeighbourLearned);
             }
         }
@@ -260,7 +330,11 @@ impl SlowPath {
         // The advertisement: to the soliciting node, or to all-nodes when
         // the solicitation came from the unspecified address (DAD).
         let (dst_ip, dst_mac, solicited) = match (meta.src, source_lla) {
-            (0, _) => (0xff02_0000_0000_0000_0000_0000_0000_0001u128, [0x33, 0x33, 0, 0, 0, 1], false),
+            (0, _) => (
+                0xff02_0000_0000_0000_0000_0000_0000_0001u128,
+                [0x33, 0x33, 0, 0, 0, 1],
+                false,
+            ),
             (src, Some(mac)) => (src, mac, true),
             (_, None) => (meta.src, [d[6], d[7], d[8], d[9], d[10], d[11]], true),
         };
@@ -289,8 +363,18 @@ impl SlowPath {
         emit(rx_port, pkt, cache);
     }
 
-    fn neighbour_advert(&mut self, cx: &Context<'_>, cache: &mut PoolCache, pkt: Packet, meta: &PacketMeta) {
-        let (l3, l4, end) = (meta.l3_offset as usize, meta.l4_offset as usize, meta.l3_offset as usize + meta.l3_len as usize);
+    fn neighbour_advert(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+    ) {
+        let (l3, l4, end) = (
+            meta.l3_offset as usize,
+            meta.l4_offset as usize,
+            meta.l3_offset as usize + meta.l3_len as usize,
+        );
         let d = pkt.data();
         if !nd_valid(d, meta, l3, l4, end, 24) {
             cx.stats.drop_packet(DropReason::NdInvalid);
@@ -299,7 +383,8 @@ impl SlowPath {
         }
         let target = u128::from_be_bytes(d[l4 + 8..l4 + 24].try_into().unwrap_or([0; 16]));
         if let Some(mac) = nd_option(&d[l4 + 24..end], 2) {
-            cx.neighbours.learn(meta.network, Family::V6, target, mac, cx.now_ns);
+            cx.neighbours
+                .learn(meta.network, Family::V6, target, mac, cx.now_ns);
             cx.stats.event(Event::NeighbourLearned);
         }
         cx.stats.drop_packet(DropReason::LocalUnhandled);
@@ -308,13 +393,33 @@ impl SlowPath {
 
     /// Sends an ARP request or neighbour solicitation for the next hop of
     /// `meta`, at most once per retransmission interval per address.
-    fn solicit(&mut self, cx: &Context<'_>, cache: &mut PoolCache, meta: &PacketMeta, emit: &mut Emit<'_>) {
+    fn solicit(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
         let net = &cx.tables.networks[meta.network as usize];
-        let Some(nh) = net.next_hops.get(meta.next_hop as usize) else { return };
-        let Some(port) = cx.tables.port(nh.port) else { return };
+        let Some(nh) = net.next_hops.get(meta.next_hop as usize) else {
+            return;
+        };
+        let Some(port) = cx.tables.port(nh.port) else {
+            return;
+        };
         let target = nh.gateway.unwrap_or(meta.dst);
-        let family = if meta.family == 4 { Family::V4 } else { Family::V6 };
-        if !cx.neighbours.should_solicit(meta.network, family, target, cx.now_ns, cx.tables.neighbour.retrans_ns) {
+        let family = if meta.family == 4 {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        if !cx.neighbours.should_solicit(
+            meta.network,
+            family,
+            target,
+            cx.now_ns,
+            cx.tables.neighbour.retrans_ns,
+        ) {
             return;
         }
         let Some(mut pkt) = cache.alloc() else {
@@ -341,9 +446,18 @@ impl SlowPath {
         } else {
             // To the solicited-node multicast group ff02::1:ffXX:XXXX.
             let group = 0xff02_0000_0000_0000_0000_0001_ff00_0000u128 | (target & 0x00ff_ffff);
-            let gmac = [0x33, 0x33, 0xff, (target >> 16) as u8, (target >> 8) as u8, target as u8];
+            let gmac = [
+                0x33,
+                0x33,
+                0xff,
+                (target >> 16) as u8,
+                (target >> 8) as u8,
+                target as u8,
+            ];
             let src = u128::from(port.primary_v6());
-            let Some(f) = pkt.reset(14 + 40 + 32) else { return };
+            let Some(f) = pkt.reset(14 + 40 + 32) else {
+                return;
+            };
             write_eth(f, gmac, port.mac, ethertype::IPV6);
             write_ipv6(f, 14, src, group, ip_proto::ICMPV6, 32, 255);
             let m = &mut f[54..86];
@@ -362,7 +476,17 @@ impl SlowPath {
 
     /// Builds an ICMP/ICMPv6 error about `pkt` and routes it to the sender.
     #[allow(clippy::too_many_arguments)]
-    fn icmp_error(&mut self, cx: &Context<'_>, cache: &mut PoolCache, pkt: Packet, meta: &PacketMeta, icmp_type: u8, code: u8, rest: u32, emit: &mut Emit<'_>) {
+    fn icmp_error(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+        icmp_type: u8,
+        code: u8,
+        rest: u32,
+        emit: &mut Emit<'_>,
+    ) {
         if !error_allowed(pkt.data(), meta) {
             cache.free(pkt);
             return;
@@ -434,7 +558,15 @@ impl SlowPath {
             let len = 14 + 48 + quote;
             out.reset(len).map(|f| {
                 write_eth(f, [0; 6], [0; 6], ethertype::IPV6);
-                write_ipv6(f, 14, src, meta.src, ip_proto::ICMPV6, (8 + quote) as u16, 64);
+                write_ipv6(
+                    f,
+                    14,
+                    src,
+                    meta.src,
+                    ip_proto::ICMPV6,
+                    (8 + quote) as u16,
+                    64,
+                );
                 let icmp = &mut f[54..];
                 icmp[0] = icmp_type;
                 icmp[1] = code;
@@ -461,7 +593,14 @@ impl SlowPath {
 
     /// Routes a packet the appliance generated (its frame starts with a
     /// 14-byte Ethernet header whose MACs are filled here).
-    fn send_local(&mut self, cx: &Context<'_>, cache: &mut PoolCache, mut pkt: Packet, mut m: PacketMeta, emit: &mut Emit<'_>) {
+    fn send_local(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        mut pkt: Packet,
+        mut m: PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
         let l3 = m.l3_offset as usize;
         if l3 != 14 {
             pkt.strip_front(l3 - 14);
@@ -509,7 +648,12 @@ impl SlowPath {
     }
 }
 
-fn next_hop_mac(net: &Network, nh: &crate::tables::NextHop, m: &PacketMeta, cx: &Context<'_>) -> Option<[u8; 6]> {
+fn next_hop_mac(
+    net: &Network,
+    nh: &crate::tables::NextHop,
+    m: &PacketMeta,
+    cx: &Context<'_>,
+) -> Option<[u8; 6]> {
     resolve(net, nh, m, cx.neighbours)
 }
 
@@ -528,7 +672,15 @@ fn write_eth(f: &mut [u8], dst: [u8; 6], src: [u8; 6], et: u16) {
     f[12..14].copy_from_slice(&et.to_be_bytes());
 }
 
-fn write_ipv6(f: &mut [u8], at: usize, src: u128, dst: u128, next: u8, payload: u16, hop_limit: u8) {
+fn write_ipv6(
+    f: &mut [u8],
+    at: usize,
+    src: u128,
+    dst: u128,
+    next: u8,
+    payload: u16,
+    hop_limit: u8,
+) {
     let h = &mut f[at..at + 40];
     h[0..4].copy_from_slice(&(6u32 << 28).to_be_bytes());
     h[4..6].copy_from_slice(&payload.to_be_bytes());
@@ -539,13 +691,23 @@ fn write_ipv6(f: &mut [u8], at: usize, src: u128, dst: u128, next: u8, payload: 
 }
 
 fn icmpv6_checksum(src: u128, dst: u128, msg: &[u8]) -> u16 {
-    let pseudo = checksum::pseudo_header_v6(src.to_be_bytes(), dst.to_be_bytes(), ip_proto::ICMPV6, msg.len() as u32);
+    let pseudo = checksum::pseudo_header_v6(
+        src.to_be_bytes(),
+        dst.to_be_bytes(),
+        ip_proto::ICMPV6,
+        msg.len() as u32,
+    );
     !checksum::fold(checksum::sum(msg, pseudo))
 }
 
 /// RFC 4861 validity checks common to NS and NA.
 fn nd_valid(d: &[u8], meta: &PacketMeta, l3: usize, l4: usize, end: usize, min: usize) -> bool {
-    if meta.ttl != 255 || end < l4 + min || d.len() < end || d[l4 + 1] != 0 || meta.flags & flags::FRAGMENT != 0 {
+    if meta.ttl != 255
+        || end < l4 + min
+        || d.len() < end
+        || d[l4 + 1] != 0
+        || meta.flags & flags::FRAGMENT != 0
+    {
         return false;
     }
     let src: [u8; 16] = d[l3 + 8..l3 + 24].try_into().unwrap_or([0; 16]);

@@ -162,7 +162,10 @@ impl NeighbourCache {
                 return None;
             }
             if c.addr == addr && c.tag == want {
-                return Some(Neighbour { mac: u64_to_mac(c.mac), updated_ns: c.updated_ns });
+                return Some(Neighbour {
+                    mac: u64_to_mac(c.mac),
+                    updated_ns: c.updated_ns,
+                });
             }
         }
         None
@@ -192,7 +195,12 @@ impl NeighbourCache {
         }
         // An empty slot inside the window is fine: lookups stop at the first
         // empty slot, and a key is only ever placed at or before it.
-        (empty.or(oldest.map(|(i, _)| i)).unwrap_or(start & self.mask), None)
+        (
+            empty
+                .or(oldest.map(|(i, _)| i))
+                .unwrap_or(start & self.mask),
+            None,
+        )
     }
 
     /// Records (or refreshes) a resolved neighbour.
@@ -210,7 +218,14 @@ impl NeighbourCache {
 
     /// Whether to send a solicitation for `addr` now: true at most once per
     /// `retrans_ns` per address. Creates an incomplete entry if none exists.
-    pub fn should_solicit(&self, network: u16, family: Family, addr: u128, now_ns: u64, retrans_ns: u64) -> bool {
+    pub fn should_solicit(
+        &self,
+        network: u16,
+        family: Family,
+        addr: u128,
+        now_ns: u64,
+        retrans_ns: u64,
+    ) -> bool {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let (idx, old) = self.place(network, family, addr);
         let (tag, mac, updated) = match old {
@@ -222,7 +237,13 @@ impl NeighbourCache {
             }
             None => (tag_of(network, family, STATE_INCOMPLETE), 0, 0),
         };
-        self.slots[idx].write(SlotCopy { addr, tag, mac, updated_ns: updated, solicited_ns: now_ns.max(1) });
+        self.slots[idx].write(SlotCopy {
+            addr,
+            tag,
+            mac,
+            updated_ns: updated,
+            solicited_ns: now_ns.max(1),
+        });
         true
     }
 
@@ -230,7 +251,13 @@ impl NeighbourCache {
     pub fn clear(&self) {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for s in self.slots.iter() {
-            s.write(SlotCopy { addr: 0, tag: 0, mac: 0, updated_ns: 0, solicited_ns: 0 });
+            s.write(SlotCopy {
+                addr: 0,
+                tag: 0,
+                mac: 0,
+                updated_ns: 0,
+                solicited_ns: 0,
+            });
         }
     }
 
@@ -242,7 +269,11 @@ impl NeighbourCache {
             .filter(|c| c.tag & 0xff != STATE_EMPTY)
             .map(|c| NeighbourListing {
                 network: (c.tag >> 16) as u16,
-                family: if (c.tag >> 8) & 0xff == 6 { Family::V6 } else { Family::V4 },
+                family: if (c.tag >> 8) & 0xff == 6 {
+                    Family::V6
+                } else {
+                    Family::V4
+                },
                 addr: c.addr,
                 mac: (c.tag & 0xff == STATE_REACHABLE).then(|| u64_to_mac(c.mac)),
                 updated_ns: c.updated_ns,
@@ -276,9 +307,15 @@ mod tests {
         let c = NeighbourCache::new(64);
         assert!(c.should_solicit(0, Family::V6, 7, 1_000, 500));
         assert!(!c.should_solicit(0, Family::V6, 7, 1_200, 500));
-        assert!(c.should_solicit(0, Family::V6, 8, 1_200, 500), "another address is independent");
+        assert!(
+            c.should_solicit(0, Family::V6, 8, 1_200, 500),
+            "another address is independent"
+        );
         assert!(c.should_solicit(0, Family::V6, 7, 1_600, 500));
-        assert!(c.lookup(0, Family::V6, 7).is_none(), "incomplete entries do not resolve");
+        assert!(
+            c.lookup(0, Family::V6, 7).is_none(),
+            "incomplete entries do not resolve"
+        );
         c.learn(0, Family::V6, 7, [1; 6], 1_700);
         assert!(c.lookup(0, Family::V6, 7).is_some());
     }

@@ -16,7 +16,12 @@ const NANO: u64 = 1_000_000_000;
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate_per_sec: u64, burst: u64) -> TokenBucket {
-        TokenBucket { rate_per_sec, burst, tokens_nano: burst.saturating_mul(NANO), last_ns: 0 }
+        TokenBucket {
+            rate_per_sec,
+            burst,
+            tokens_nano: burst.saturating_mul(NANO),
+            last_ns: 0,
+        }
     }
 
     /// Changes the rate and burst, keeping the tokens already earned (capped).

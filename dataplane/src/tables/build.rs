@@ -41,7 +41,10 @@ pub struct NextHopSpec {
 
 impl NextHopSpec {
     pub fn gateway(ip: IpAddr) -> NextHopSpec {
-        NextHopSpec { gateway: Some(ip), port: None }
+        NextHopSpec {
+            gateway: Some(ip),
+            port: None,
+        }
     }
 }
 
@@ -62,7 +65,11 @@ impl fmt::Display for TablesError {
 impl std::error::Error for TablesError {}
 
 fn err(object: impl Into<String>, field: &str, message: impl Into<String>) -> TablesError {
-    TablesError { object: object.into(), field: field.to_string(), message: message.into() }
+    TablesError {
+        object: object.into(),
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 #[derive(Clone)]
@@ -169,7 +176,11 @@ impl TablesBuilder {
     ) -> Result<&mut Self, TablesError> {
         let max = if dest.is_ipv4() { 32 } else { 128 };
         if len > max {
-            return Err(err(format!("route {dest}/{len}"), "prefix", "prefix length out of range"));
+            return Err(err(
+                format!("route {dest}/{len}"),
+                "prefix",
+                "prefix length out of range",
+            ));
         }
         let n = self
             .networks
@@ -199,7 +210,11 @@ impl TablesBuilder {
         }
         for p in &self.ports {
             if p.network as usize >= networks.len() {
-                return Err(err(format!("port {}", p.name), "network", "no such network"));
+                return Err(err(
+                    format!("port {}", p.name),
+                    "network",
+                    "no such network",
+                ));
             }
         }
         Ok(Tables {
@@ -220,8 +235,11 @@ impl TablesBuilder {
             next_hops: Vec::new(),
             dedup: HashMap::new(),
         };
-        let static_neighbours: HashMap<u128, [u8; 6]> =
-            spec.neighbours.iter().map(|(ip, mac)| (to_u128(*ip), *mac)).collect();
+        let static_neighbours: HashMap<u128, [u8; 6]> = spec
+            .neighbours
+            .iter()
+            .map(|(ip, mac)| (to_u128(*ip), *mac))
+            .collect();
         let ports: Vec<(PortId, &PortConfig)> = self
             .ports
             .iter()
@@ -247,7 +265,14 @@ impl TablesBuilder {
                     }
                     let mut resolved = Vec::with_capacity(hops.len());
                     for (i, h) in hops.iter().enumerate() {
-                        resolved.push(self.resolve_hop(&object, i, h, dest, &ports, &static_neighbours)?);
+                        resolved.push(self.resolve_hop(
+                            &object,
+                            i,
+                            h,
+                            dest,
+                            &ports,
+                            &static_neighbours,
+                        )?);
                     }
                     resolved.sort_by_key(|h| (h.port, h.gateway));
                     resolved.dedup();
@@ -284,7 +309,12 @@ impl TablesBuilder {
                 out.insert(IpAddr::V6(*a), 128, local, &object)?;
             }
             let local = out.simple(AdjacencyKind::Local, *pid);
-            out.insert(IpAddr::V6(p.ipv6_link_local), 128, local, &format!("port {}", p.name))?;
+            out.insert(
+                IpAddr::V6(p.ipv6_link_local),
+                128,
+                local,
+                &format!("port {}", p.name),
+            )?;
         }
         Ok(Network {
             name: spec.name.clone(),
@@ -308,7 +338,11 @@ impl TablesBuilder {
         let field = format!("nextHops[{index}]");
         if let Some(gw) = hop.gateway {
             if gw.is_ipv4() != dest.is_ipv4() {
-                return Err(err(object, &format!("{field}.gateway"), "gateway family differs from the destination's"));
+                return Err(err(
+                    object,
+                    &format!("{field}.gateway"),
+                    "gateway family differs from the destination's",
+                ));
             }
         }
         let port = match (hop.port, hop.gateway) {
@@ -316,22 +350,40 @@ impl TablesBuilder {
                 .iter()
                 .find(|(id, _)| *id == p)
                 .map(|(id, _)| *id)
-                .ok_or_else(|| err(object, &format!("{field}.port"), format!("port {p} is not in this network")))?,
+                .ok_or_else(|| {
+                    err(
+                        object,
+                        &format!("{field}.port"),
+                        format!("port {p} is not in this network"),
+                    )
+                })?,
             (None, Some(gw)) => ports
                 .iter()
                 .find(|(_, p)| match gw {
-                    IpAddr::V4(g) => {
-                        p.ipv4.iter().any(|(a, l)| prefix_contains_v4(u32::from(*a), *l, u32::from(g)))
-                    }
-                    IpAddr::V6(g) => {
-                        p.ipv6.iter().any(|(a, l)| prefix_contains_v6(u128::from(*a), *l, u128::from(g)))
-                    }
+                    IpAddr::V4(g) => p
+                        .ipv4
+                        .iter()
+                        .any(|(a, l)| prefix_contains_v4(u32::from(*a), *l, u32::from(g))),
+                    IpAddr::V6(g) => p
+                        .ipv6
+                        .iter()
+                        .any(|(a, l)| prefix_contains_v6(u128::from(*a), *l, u128::from(g))),
                 })
                 .map(|(id, _)| *id)
                 .ok_or_else(|| {
-                    err(object, &format!("{field}.gateway"), format!("{gw} is not on any connected subnet of this network; name a port"))
+                    err(
+                        object,
+                        &format!("{field}.gateway"),
+                        format!("{gw} is not on any connected subnet of this network; name a port"),
+                    )
                 })?,
-            (None, None) => return Err(err(object, &field, "a next hop needs a gateway, a port, or both")),
+            (None, None) => {
+                return Err(err(
+                    object,
+                    &field,
+                    "a next hop needs a gateway, a port, or both",
+                ))
+            }
         };
         let p = &self.ports[port as usize];
         let gateway = hop.gateway.map(to_u128);
@@ -366,7 +418,12 @@ impl NetworkBuild {
             return *i;
         }
         let i = self.adjacencies.len() as u32;
-        self.adjacencies.push(Adjacency { kind, first: 0, count: 0, port });
+        self.adjacencies.push(Adjacency {
+            kind,
+            first: 0,
+            count: 0,
+            port,
+        });
         self.dedup.insert(key, i);
         i
     }
@@ -393,7 +450,8 @@ impl NetworkBuild {
             IpAddr::V4(a) => self.fib4.insert(u32::from(a), len, adj),
             IpAddr::V6(a) => self.fib6.insert(u128::from(a), len, adj),
         };
-        r.map(|_| ()).map_err(|e| err(object, "prefix", format!("{e:?}")))
+        r.map(|_| ())
+            .map_err(|e| err(object, "prefix", format!("{e:?}")))
     }
 }
 
@@ -443,8 +501,13 @@ mod tests {
         b.neighbour(0, v4("10.0.1.254"), [2, 0, 0, 0, 0, 0xfe]);
         for i in 0..100u32 {
             let dest = IpAddr::V4(Ipv4Addr::from(0x1400_0000 + (i << 8)));
-            b.route(0, dest, 24, RouteTarget::Via(vec![NextHopSpec::gateway(v4("10.0.1.254"))]))
-                .unwrap();
+            b.route(
+                0,
+                dest,
+                24,
+                RouteTarget::Via(vec![NextHopSpec::gateway(v4("10.0.1.254"))]),
+            )
+            .unwrap();
         }
         let t = b.build().unwrap();
         let n = &t.networks[0];
@@ -462,8 +525,10 @@ mod tests {
         let mut b = two_ports();
         let h1 = NextHopSpec::gateway(v4("10.0.0.9"));
         let h2 = NextHopSpec::gateway(v4("10.0.1.9"));
-        a.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![h1, h2])).unwrap();
-        b.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![h2, h1])).unwrap();
+        a.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![h1, h2]))
+            .unwrap();
+        b.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![h2, h1]))
+            .unwrap();
         let (ta, tb) = (a.build().unwrap(), b.build().unwrap());
         let hops = |t: &Tables| {
             let n = &t.networks[0];
@@ -477,20 +542,33 @@ mod tests {
     #[test]
     fn bad_routes_are_refused_with_names() {
         let mut b = two_ports();
-        b.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![NextHopSpec::gateway(v4("192.168.9.9"))]))
-            .unwrap();
+        b.route(
+            0,
+            v4("30.0.0.0"),
+            8,
+            RouteTarget::Via(vec![NextHopSpec::gateway(v4("192.168.9.9"))]),
+        )
+        .unwrap();
         let e = b.build().unwrap_err();
         assert!(e.object.contains("30.0.0.0/8"), "{e}");
         assert_eq!(e.field, "nextHops[0].gateway");
 
         let mut b = two_ports();
-        assert!(b.route(0, v4("30.0.0.0"), 33, RouteTarget::Blackhole).is_err());
+        assert!(b
+            .route(0, v4("30.0.0.0"), 33, RouteTarget::Blackhole)
+            .is_err());
         let mut b = two_ports();
-        b.route(0, v6("2001:db8:9::"), 48, RouteTarget::Via(vec![NextHopSpec::gateway(v4("10.0.0.9"))]))
-            .unwrap();
+        b.route(
+            0,
+            v6("2001:db8:9::"),
+            48,
+            RouteTarget::Via(vec![NextHopSpec::gateway(v4("10.0.0.9"))]),
+        )
+        .unwrap();
         assert_eq!(b.build().unwrap_err().field, "nextHops[0].gateway");
         let mut b = two_ports();
-        b.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![])).unwrap();
+        b.route(0, v4("30.0.0.0"), 8, RouteTarget::Via(vec![]))
+            .unwrap();
         assert_eq!(b.build().unwrap_err().field, "nextHops");
     }
 }

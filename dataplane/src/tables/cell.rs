@@ -69,21 +69,36 @@ impl TableCell {
 
     /// The current generation, for the control plane's own reads.
     pub fn load(&self) -> Arc<Tables> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The oldest generation any reader runs (the newest if there are none).
     pub fn oldest_running(&self) -> u64 {
         let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        readers.iter().map(|r| r.load(Ordering::Acquire)).min().unwrap_or_else(|| self.generation())
+        readers
+            .iter()
+            .map(|r| r.load(Ordering::Acquire))
+            .min()
+            .unwrap_or_else(|| self.generation())
     }
 
     /// A reader for one worker, starting at the current generation.
     pub fn reader(self: &Arc<Self>) -> TableReader {
         let tables = self.load();
         let running = Arc::new(AtomicU64::new(tables.generation));
-        self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(running.clone());
-        TableReader { cell: self.clone(), generation: tables.generation, tables, running }
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(running.clone());
+        TableReader {
+            cell: self.clone(),
+            generation: tables.generation,
+            tables,
+            running,
+        }
     }
 }
 
@@ -156,13 +171,19 @@ mod tests {
         };
         assert_eq!(cell.publish(named("b")), 2);
         assert_eq!(cell.oldest_running(), 1);
-        assert!(weak_a.upgrade().is_some(), "the reader still runs generation 1");
+        assert!(
+            weak_a.upgrade().is_some(),
+            "the reader still runs generation 1"
+        );
         assert!(r.refresh());
         assert_eq!(r.tables().node.name, "b");
         assert_eq!(r.generation(), 2);
         assert_eq!(cell.oldest_running(), 2);
         assert_eq!(cell.reclaim(), 1);
-        assert!(weak_a.upgrade().is_none(), "generation 1 freed by the publisher");
+        assert!(
+            weak_a.upgrade().is_none(),
+            "generation 1 freed by the publisher"
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ impl PortConfig {
 
     /// A global IPv6 address if there is one, else the link-local one.
     pub fn primary_v6(&self) -> Ipv6Addr {
-        self.ipv6.first().map(|(a, _)| *a).unwrap_or(self.ipv6_link_local)
+        self.ipv6
+            .first()
+            .map(|(a, _)| *a)
+            .unwrap_or(self.ipv6_link_local)
     }
 
     /// The v4 address of this port within the subnet that holds `peer`.
@@ -154,7 +157,10 @@ impl Default for IcmpLimits {
     fn default() -> Self {
         // Linux's default icmp_ratelimit is one per ms per destination; one
         // bucket per worker at 1000/s with a burst of 50 is the same order.
-        IcmpLimits { per_second: 1000, burst: 50 }
+        IcmpLimits {
+            per_second: 1000,
+            burst: 50,
+        }
     }
 }
 
@@ -169,7 +175,10 @@ pub struct NeighbourTimers {
 
 impl Default for NeighbourTimers {
     fn default() -> Self {
-        NeighbourTimers { reachable_ns: 30_000_000_000, retrans_ns: 1_000_000_000 }
+        NeighbourTimers {
+            reachable_ns: 30_000_000_000,
+            retrans_ns: 1_000_000_000,
+        }
     }
 }
 
@@ -195,14 +204,22 @@ impl Tables {
 /// Whether `addr` lies in `prefix/len` (IPv4).
 #[inline]
 pub fn prefix_contains_v4(prefix: u32, len: u8, addr: u32) -> bool {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    };
     (prefix ^ addr) & mask == 0
 }
 
 /// Whether `addr` lies in `prefix/len` (IPv6).
 #[inline]
 pub fn prefix_contains_v6(prefix: u128, len: u8, addr: u128) -> bool {
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128))
+    };
     (prefix ^ addr) & mask == 0
 }
 
@@ -234,7 +251,10 @@ impl core::fmt::Debug for Tables {
             .field("generation", &self.generation)
             .field("node", &self.node.name)
             .field("ports", &self.ports.len())
-            .field("networks", &self.networks.iter().map(|n| &n.name).collect::<Vec<_>>())
+            .field(
+                "networks",
+                &self.networks.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

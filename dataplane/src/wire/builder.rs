@@ -20,20 +20,64 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone)]
 enum L3 {
-    None { ethertype: u16 },
-    Arp { op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4] },
-    V4 { src: [u8; 4], dst: [u8; 4], ttl: u8, tos: u8, ident: u16, frag: u16, options: Vec<u8> },
-    V6 { src: [u8; 16], dst: [u8; 16], hop_limit: u8, tclass: u8, flow: u32, ext: Vec<(u8, Vec<u8>)> },
+    None {
+        ethertype: u16,
+    },
+    Arp {
+        op: u16,
+        sha: [u8; 6],
+        spa: [u8; 4],
+        tha: [u8; 6],
+        tpa: [u8; 4],
+    },
+    V4 {
+        src: [u8; 4],
+        dst: [u8; 4],
+        ttl: u8,
+        tos: u8,
+        ident: u16,
+        frag: u16,
+        options: Vec<u8>,
+    },
+    V6 {
+        src: [u8; 16],
+        dst: [u8; 16],
+        hop_limit: u8,
+        tclass: u8,
+        flow: u32,
+        ext: Vec<(u8, Vec<u8>)>,
+    },
 }
 
 #[derive(Debug, Clone)]
 enum L4 {
     None,
-    Raw { proto: u8 },
-    Udp { sport: u16, dport: u16 },
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16, options: Vec<u8> },
-    Sctp { sport: u16, dport: u16, vtag: u32 },
-    Icmp { icmp_type: u8, code: u8, rest: u32 },
+    Raw {
+        proto: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        options: Vec<u8>,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+        vtag: u32,
+    },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        rest: u32,
+    },
 }
 
 /// TCP flag bits for [`PacketBuilder::tcp_full`].
@@ -76,7 +120,11 @@ impl PacketBuilder {
     /// Adds an 802.1Q tag (outermost first; a second call makes QinQ, with
     /// the outer tag's TPID 0x88a8).
     pub fn vlan(mut self, vid: u16) -> Self {
-        let tpid = if self.vlans.is_empty() { ethertype::VLAN } else { ethertype::VLAN };
+        let tpid = if self.vlans.is_empty() {
+            ethertype::VLAN
+        } else {
+            ethertype::VLAN
+        };
         self.vlans.push((tpid, vid & 0x0fff));
         if self.vlans.len() == 2 {
             self.vlans[0].0 = ethertype::QINQ;
@@ -92,7 +140,13 @@ impl PacketBuilder {
 
     /// An ARP packet (operation 1 request, 2 reply).
     pub fn arp(mut self, op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Self {
-        self.l3 = L3::Arp { op, sha, spa, tha, tpa };
+        self.l3 = L3::Arp {
+            op,
+            sha,
+            spa,
+            tha,
+            tpa,
+        };
         self
     }
 
@@ -173,16 +227,41 @@ impl PacketBuilder {
 
     /// A TCP segment with the given flags ([`tcp_flags`]).
     pub fn tcp(mut self, sport: u16, dport: u16, flags: u8) -> Self {
-        self.l4 = L4::Tcp { sport, dport, seq: 1, ack: 0, flags, window: 65535, options: Vec::new() };
+        self.l4 = L4::Tcp {
+            sport,
+            dport,
+            seq: 1,
+            ack: 0,
+            flags,
+            window: 65535,
+            options: Vec::new(),
+        };
         self
     }
 
-    pub fn tcp_full(mut self, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16, options: &[u8]) -> Self {
+    pub fn tcp_full(
+        mut self,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        options: &[u8],
+    ) -> Self {
         let mut o = options.to_vec();
         while o.len() % 4 != 0 {
             o.push(0);
         }
-        self.l4 = L4::Tcp { sport, dport, seq, ack, flags, window, options: o };
+        self.l4 = L4::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            options: o,
+        };
         self
     }
 
@@ -195,13 +274,21 @@ impl PacketBuilder {
     /// An ICMP (v4) or ICMPv6 message, chosen by the IP family; `rest` is
     /// the header's second word (identifier and sequence, MTU, pointer).
     pub fn icmp(mut self, icmp_type: u8, code: u8, rest: u32) -> Self {
-        self.l4 = L4::Icmp { icmp_type, code, rest };
+        self.l4 = L4::Icmp {
+            icmp_type,
+            code,
+            rest,
+        };
         self
     }
 
     /// An echo request (ICMP type 8, or ICMPv6 type 128 over IPv6).
     pub fn echo_request(self, ident: u16, seq: u16) -> Self {
-        let t = if matches!(self.l3, L3::V6 { .. }) { 128 } else { 8 };
+        let t = if matches!(self.l3, L3::V6 { .. }) {
+            128
+        } else {
+            8
+        };
         self.icmp(t, 0, (ident as u32) << 16 | seq as u32)
     }
 
@@ -249,7 +336,11 @@ impl PacketBuilder {
 
     /// The frame's length once built.
     pub fn len(&self) -> usize {
-        let base = 14 + 4 * self.vlans.len() + self.l3_header_len() + self.l4_header_len() + self.payload.len();
+        let base = 14
+            + 4 * self.vlans.len()
+            + self.l3_header_len()
+            + self.l4_header_len()
+            + self.payload.len();
         base.max(self.frame_len.unwrap_or(0))
     }
 
@@ -310,7 +401,13 @@ impl PacketBuilder {
         };
         match &self.l3 {
             L3::None { .. } => {}
-            L3::Arp { op, sha, spa, tha, tpa } => {
+            L3::Arp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => {
                 let a = &mut out[l3..l3 + 28];
                 a[0..2].copy_from_slice(&1u16.to_be_bytes());
                 a[2..4].copy_from_slice(&ethertype::IPV4.to_be_bytes());
@@ -322,7 +419,15 @@ impl PacketBuilder {
                 a[18..24].copy_from_slice(tha);
                 a[24..28].copy_from_slice(tpa);
             }
-            L3::V4 { src, dst, ttl, tos, ident, frag, options } => {
+            L3::V4 {
+                src,
+                dst,
+                ttl,
+                tos,
+                ident,
+                frag,
+                options,
+            } => {
                 let hl = 20 + options.len();
                 let h = &mut out[l3..l3 + hl];
                 h[0] = 0x40 | (hl / 4) as u8;
@@ -342,7 +447,14 @@ impl PacketBuilder {
                 }
                 h[10..12].copy_from_slice(&c.to_be_bytes());
             }
-            L3::V6 { src, dst, hop_limit, tclass, flow, ext } => {
+            L3::V6 {
+                src,
+                dst,
+                hop_limit,
+                tclass,
+                flow,
+                ext,
+            } => {
                 let ext_len: usize = ext.iter().map(|(_, b)| b.len() + 2).sum();
                 let h = &mut out[l3..l3 + 40];
                 let vtf = 6u32 << 28 | (*tclass as u32) << 20 | (flow & 0xfffff);
@@ -382,7 +494,15 @@ impl PacketBuilder {
                 }
                 u[6..8].copy_from_slice(&c.to_be_bytes());
             }
-            L4::Tcp { sport, dport, seq, ack, flags, window, options } => {
+            L4::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                window,
+                options,
+            } => {
                 let t = &mut out[l4..l4 + l4_len];
                 t[0..2].copy_from_slice(&sport.to_be_bytes());
                 t[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -407,13 +527,21 @@ impl PacketBuilder {
                 // of its reflected value, i.e. little-endian bytes.
                 s[8..12].copy_from_slice(&c.to_le_bytes());
             }
-            L4::Icmp { icmp_type, code, rest } => {
+            L4::Icmp {
+                icmp_type,
+                code,
+                rest,
+            } => {
                 let m = &mut out[l4..l4 + l4_len];
                 m[0] = *icmp_type;
                 m[1] = *code;
                 m[2..4].fill(0);
                 m[4..8].copy_from_slice(&rest.to_be_bytes());
-                let c = if is_v6 { !checksum::fold(checksum::sum(m, pseudo)) } else { checksum::checksum(m) };
+                let c = if is_v6 {
+                    !checksum::fold(checksum::sum(m, pseudo))
+                } else {
+                    checksum::checksum(m)
+                };
                 m[2..4].copy_from_slice(&c.to_be_bytes());
             }
         }
@@ -427,7 +555,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -442,7 +574,11 @@ mod tests {
 
     #[test]
     fn udp_v4_golden() {
-        let f = PacketBuilder::new(A, B).ipv4([192, 168, 0, 1], [192, 168, 0, 199]).udp(1, 2).payload(b"hi").build();
+        let f = PacketBuilder::new(A, B)
+            .ipv4([192, 168, 0, 1], [192, 168, 0, 199])
+            .udp(1, 2)
+            .payload(b"hi")
+            .build();
         assert_eq!(f.len(), 14 + 20 + 8 + 2);
         assert_eq!(&f[0..6], &B);
         assert_eq!(&f[6..12], &A);
@@ -457,7 +593,11 @@ mod tests {
 
     #[test]
     fn frame_len_pads_and_lengths_follow() {
-        let f = PacketBuilder::new(A, B).ipv4([10, 0, 0, 1], [10, 0, 0, 2]).udp(1, 2).frame_len(64).build();
+        let f = PacketBuilder::new(A, B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2])
+            .udp(1, 2)
+            .frame_len(64)
+            .build();
         assert_eq!(f.len(), 64);
         assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, 64 - 14);
         assert_eq!(u16::from_be_bytes([f[38], f[39]]) as usize, 64 - 14 - 20);
@@ -486,7 +626,11 @@ mod tests {
 
     #[test]
     fn vlan_and_qinq_tags() {
-        let f = PacketBuilder::new(A, B).vlan(100).vlan(200).ipv4([1, 1, 1, 1], [2, 2, 2, 2]).build();
+        let f = PacketBuilder::new(A, B)
+            .vlan(100)
+            .vlan(200)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2])
+            .build();
         assert_eq!(&f[12..14], &[0x88, 0xa8]);
         assert_eq!(&f[14..16], &100u16.to_be_bytes());
         assert_eq!(&f[16..18], &[0x81, 0x00]);

@@ -222,6 +222,9 @@ mod tests {
         explicit.extend_from_slice(&dst);
         explicit.extend_from_slice(&70000u32.to_be_bytes());
         explicit.extend_from_slice(&[0, 0, 0, 58]);
-        assert_eq!(fold(pseudo_header_v6(src, dst, 58, 70000)), fold(sum(&explicit, 0)));
+        assert_eq!(
+            fold(pseudo_header_v6(src, dst, 58, 70000)),
+            fold(sum(&explicit, 0))
+        );
     }
 }
