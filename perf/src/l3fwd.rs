@@ -155,13 +155,13 @@ fn traffic(
         }
     };
     dests
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, d)| {
             let b = PacketBuilder::new(CLIENT, MAC_IN);
             let b = match d {
-                IpAddr::V4(d) => b.ipv4(Ipv4Addr::new(10, 0, 0, 10), *d),
-                IpAddr::V6(d) => b.ipv6("fd00::10".parse::<Ipv6Addr>().unwrap(), *d),
+                IpAddr::V4(d) => b.ipv4(Ipv4Addr::new(10, 0, 0, 10), d),
+                IpAddr::V6(d) => b.ipv6("fd00::10".parse::<Ipv6Addr>().unwrap(), d),
             };
             b.udp(1024 + (i % 60000) as u16, 9)
                 .frame_len(frame_size)
