@@ -1,7 +1,8 @@
 //! Parse: validate a received frame's headers and fill its metadata.
 //!
 //! Reads: the frame; the receiving port's configuration (MAC, network).
-//! Writes: every [`PacketMeta`] field up to and including `flow_hash`.
+//! Writes: every [`PacketMeta`] field but `flow_hash` (0: computed on
+//! demand with [`flow_hash`]) and `next_hop`.
 //! Decides: `Drop` for malformed frames (by reason), frames for another
 //! host's MAC and EtherTypes not handled; `Punt(Arp)` for ARP.
 //! Next: `route` for IPv4 and IPv6.
@@ -103,7 +104,9 @@ pub fn parse_frame(
         }
         _ => return Err(drop(DropReason::L2Unsupported)),
     }
-    meta.flow_hash = flow_hash(meta);
+    // The flow hash is computed by the stages that need it (ECMP, load
+    // balancing), not for every packet.
+    meta.flow_hash = 0;
     Ok(())
 }
 
@@ -124,7 +127,11 @@ fn parse_ipv4(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
     if d.len() < off + total {
         return Err(drop(DropReason::Truncated));
     }
-    if !checksum::verify(&d[off..off + ihl]) {
+    let ok = match <&[u8; 20]>::try_from(&d[off..off + ihl]) {
+        Ok(h) => checksum::verify_ipv4_header_20(h),
+        Err(_) => checksum::verify(&d[off..off + ihl]),
+    };
+    if !ok {
         return Err(drop(DropReason::Ipv4Checksum));
     }
     if ihl > 20 {

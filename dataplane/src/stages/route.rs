@@ -2,7 +2,7 @@
 //!
 //! Reads: `family`, `src`, `dst`, `ttl`, `l3_len`, `flags`, `network`,
 //! `flow_hash`; the network's FIBs, adjacencies and next hops.
-//! Writes: `next_hop`.
+//! Writes: `next_hop`; `flow_hash` when it picks among ECMP next hops.
 //! Decides: `Punt(Local)` for the appliance's own addresses (and IPv6
 //! multicast ICMPv6: neighbour discovery), `Punt(NoRoute | Unreachable |
 //! TtlExpired | TooBig)` for the slow path to answer with ICMP, `Drop` for
@@ -25,30 +25,38 @@ impl Stage for Route {
     #[inline]
     fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
         let n = burst.pkts.len();
-        prefetch_v4(cx, burst, n);
+        let networks = &cx.tables.networks[..];
+        // A burst almost always belongs to one network: look it up once.
+        let first = burst.meta[0].network;
+        let Some(net0) = networks.get(first as usize) else {
+            for i in 0..n {
+                if burst.action[i] == Action::Continue {
+                    burst.action[i] = route_in(networks, &mut burst.meta[i]);
+                }
+            }
+            return;
+        };
+        for i in 0..n {
+            let m = &burst.meta[i];
+            if burst.action[i] == Action::Continue && m.family == 4 && m.network == first {
+                net0.fib4.prefetch(m.dst as u32);
+            }
+        }
         for i in 0..n {
             if burst.action[i] != Action::Continue {
                 continue;
             }
             let meta = &mut burst.meta[i];
-            let Some(net) = cx.tables.networks.get(meta.network as usize) else {
-                burst.action[i] = Action::Drop(DropReason::UnknownPort);
-                continue;
-            };
-            burst.action[i] = route_one(net, meta);
+            burst.action[i] = if meta.network == first { route_one(net0, meta) } else { route_in(networks, meta) };
         }
     }
 }
 
-#[inline(always)]
-fn prefetch_v4(cx: &Context<'_>, burst: &Burst, n: usize) {
-    for i in 0..n {
-        let m = &burst.meta[i];
-        if burst.action[i] == Action::Continue && m.family == 4 {
-            if let Some(net) = cx.tables.networks.get(m.network as usize) {
-                net.fib4.prefetch(m.dst as u32);
-            }
-        }
+#[cold]
+fn route_in(networks: &[Network], meta: &mut PacketMeta) -> Action {
+    match networks.get(meta.network as usize) {
+        Some(net) => route_one(net, meta),
+        None => Action::Drop(DropReason::UnknownPort),
     }
 }
 
@@ -119,6 +127,9 @@ pub fn route_one(net: &Network, meta: &mut PacketMeta) -> Action {
         return Action::Punt(Punt::TtlExpired);
     }
     let pick = if adj.count > 1 {
+        if meta.flow_hash == 0 {
+            meta.flow_hash = super::parse::flow_hash(meta);
+        }
         // Lemire's multiply-shift: a uniform pick without a division.
         ((meta.flow_hash as u64 * adj.count as u64) >> 32) as u32
     } else {
