@@ -200,7 +200,7 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    #[inline]
+    #[inline(always)]
     fn send(&mut self, port: PortId, pkt: Packet, cache: &mut PoolCache) {
         let Some(batch) = self.pending.get_mut(port as usize) else {
             self.stats.drop_packet(DropReason::NoTxQueue);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, ReplayLimit, RssMode};
 use sluice_dataplane::io::Port;
-use sluice_dataplane::stages::router;
+use sluice_dataplane::stages::{router, Action, Burst, Context, Stage};
 use sluice_dataplane::tables::{synth, NextHopSpec, RouteTarget, TablesBuilder};
 use sluice_dataplane::wire::builder::PacketBuilder;
 use std::collections::BTreeMap;
@@ -20,6 +20,28 @@ use std::time::{Duration, Instant};
 pub enum Family {
     V4,
     V6,
+}
+
+/// What the worker does with each packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The router pipeline.
+    Route,
+    /// Every packet straight to the output port, untouched (testpmd's "io"
+    /// forwarding): the cost of Sluice's I/O path alone.
+    Io,
+}
+
+/// The "io" pipeline: every received packet to port 1, untouched.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IoForward;
+
+impl Stage for IoForward {
+    #[inline]
+    fn process(&mut self, _cx: &Context<'_>, burst: &mut Burst) {
+        let n = burst.pkts.len();
+        burst.action[..n].fill(Action::Tx(1));
+    }
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -170,7 +192,13 @@ fn traffic(
         .collect()
 }
 
-pub fn run(scenario: &str, family: Family, p: &Params, progress: bool) -> Result<Report, String> {
+pub fn run(
+    scenario: &str,
+    family: Family,
+    mode: Mode,
+    p: &Params,
+    progress: bool,
+) -> Result<Report, String> {
     let frame_size = p.frame_size.unwrap_or(match family {
         Family::V4 => 64,
         Family::V6 => 78,
@@ -194,7 +222,11 @@ pub fn run(scenario: &str, family: Family, p: &Params, progress: bool) -> Result
         cores: default_cores(workers),
         ..EngineConfig::default()
     };
-    let engine = Engine::start(ports, tables, &cfg, router).map_err(|e| e.to_string())?;
+    let engine = match mode {
+        Mode::Route => Engine::start(ports, tables, &cfg, router),
+        Mode::Io => Engine::start(ports, tables, &cfg, || IoForward),
+    }
+    .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));
     let s0 = engine.stats();
     let t0 = Instant::now();

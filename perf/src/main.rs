@@ -39,21 +39,23 @@ fn main() {
         Command::List => {
             println!("l3fwd      IPv4 L3 forwarding: mem replay -> 1 worker -> mem sink, 100k routes, 10k flows, 64 B");
             println!("l3fwd-v6   the same for IPv6 (78-byte frames, the smallest UDP/IPv6 frame with a 16-byte payload)");
+            println!("io         the same traffic forwarded untouched to the output port: the I/O path alone (testpmd io)");
         }
         Command::Run {
             scenario,
             params,
             json,
         } => {
-            let family = match scenario.as_str() {
-                "l3fwd" => l3fwd::Family::V4,
-                "l3fwd-v6" => l3fwd::Family::V6,
+            let (family, mode) = match scenario.as_str() {
+                "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
+                "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
+                "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
                 other => {
                     eprintln!("sluice-perf: unknown scenario {other:?} (try `sluice-perf list`)");
                     std::process::exit(2);
                 }
             };
-            match l3fwd::run(&scenario, family, &params, !json) {
+            match l3fwd::run(&scenario, family, mode, &params, !json) {
                 Ok(report) => {
                     if json {
                         println!(

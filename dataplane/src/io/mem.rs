@@ -509,6 +509,8 @@ impl ReplayTemplates {
             }
             queues.push(start..templates.len());
         }
+        // Whole lines are copied on receive: pad the last template's line.
+        bytes.resize(bytes.len().next_multiple_of(TEMPLATE_ALIGN), 0);
         Ok(ReplayTemplates {
             bytes,
             templates,
@@ -543,19 +545,25 @@ impl RxQueue for ReplayRx {
         while n < want {
             // An empty pool stops the burst; nothing is lost, the next
             // burst resumes at the same template.
-            let Some(mut pkt) = pool.alloc() else {
+            let Some(pkt) = pool.alloc() else {
                 break;
             };
+            // Push first, then fill in place: building the packet on the
+            // stack and moving it afterwards makes a wide load of fields
+            // just written with narrow stores, which stalls store
+            // forwarding on every packet.
+            out.push(pkt);
+            let pkt = out.last_mut().expect("just pushed");
             let t = templates[self.cursor];
             let start = t.offset as usize;
             // Cannot fail: lengths were checked against DATA_ROOM when the
             // port was built.
-            pkt.fill(&store[start..start + t.len as usize]);
+            let lines = (t.len as usize).next_multiple_of(TEMPLATE_ALIGN);
+            pkt.fill_lines(&store[start..start + lines], t.len as usize);
             pkt.rss_hash = t.hash;
             pkt.rx_queue = self.queue;
             pkt.rx_port = self.port_id;
             bytes += t.len as usize;
-            out.push(pkt);
             n += 1;
             self.cursor += 1;
             if self.cursor == self.frames.end {

@@ -5,7 +5,7 @@
 //! demand with [`flow_hash`]) and `next_hop`.
 //! Decides: `Drop` for malformed frames (by reason), frames for another
 //! host's MAC and EtherTypes not handled; `Punt(Arp)` for ARP.
-//! Next: `route` for IPv4 and IPv6.
+//! Next: `route` for IPv4 and IPv6 (whose IPv4 FIB slot parse prefetches).
 //!
 //! Checks are those RFC 1812 §5.2.2 asks of a router: the IPv4 version,
 //! header length, total length against the frame, and the header checksum;
@@ -32,26 +32,37 @@ impl Stage for Parse {
             }
             let pkt = &burst.pkts[i];
             let meta = &mut burst.meta[i];
-            if let Err(a) = parse_frame(pkt.data(), pkt.rx_port, cx.tables, meta) {
-                burst.action[i] = a;
+            match parse_frame(pkt.data(), pkt.rx_port, cx.tables, meta) {
+                Ok(()) => {
+                    // Start the route lookup's memory access now, so it has
+                    // landed by the time `route` reaches this packet.
+                    if meta.family == 4 {
+                        if let Some(net) = cx.tables.networks.get(meta.network as usize) {
+                            net.fib4.prefetch(meta.dst as u32);
+                        }
+                    }
+                }
+                Err(a) => burst.action[i] = a,
             }
         }
     }
 }
 
 #[inline(always)]
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
-}
-
-#[inline(always)]
-fn be32(d: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
-}
-
-#[inline(always)]
 fn drop(r: DropReason) -> Action {
     Action::Drop(r)
+}
+
+#[inline(always)]
+fn is_vlan_tpid(et: u16) -> bool {
+    et == ethertype::VLAN || et == ethertype::QINQ || et == ethertype::QINQ_9100
+}
+
+/// The fixed-size header at `off`, if the frame holds it. Reading fields
+/// from a `&[u8; N]` needs no further bounds checks.
+#[inline(always)]
+fn header<const N: usize>(d: &[u8], off: usize) -> Option<&[u8; N]> {
+    d.get(off..)?.first_chunk::<N>()
 }
 
 /// Parses one frame received on `rx_port`. `Err` carries the decision for a
@@ -63,81 +74,91 @@ pub fn parse_frame(
     tables: &Tables,
     meta: &mut PacketMeta,
 ) -> Result<(), Action> {
-    if d.len() < 14 {
+    let Some(eth) = d.first_chunk::<14>() else {
         return Err(drop(DropReason::Truncated));
-    }
+    };
     let port = tables.port(rx_port).ok_or(drop(DropReason::UnknownPort))?;
     let mut fl = 0u16;
-    if d[0] & 1 != 0 {
+    if eth[0] & 1 != 0 {
         fl |= flags::L2_MULTICAST;
-    } else if d[0..6] != port.mac {
+    } else if eth[0..6] != port.mac {
         return Err(drop(DropReason::L2OtherHost));
     }
-    let mut et = be16(d, 12);
+    let mut et = u16::from_be_bytes([eth[12], eth[13]]);
     let mut off = 14usize;
     let mut vlan = 0u16;
-    let mut tags = 0;
-    while et == ethertype::VLAN || et == ethertype::QINQ || et == ethertype::QINQ_9100 {
-        if tags == 2 {
-            return Err(drop(DropReason::L2Unsupported));
-        }
-        if d.len() < off + 4 {
-            return Err(drop(DropReason::Truncated));
-        }
-        vlan = be16(d, off) & 0x0fff;
-        et = be16(d, off + 2);
-        off += 4;
-        tags += 1;
+    if is_vlan_tpid(et) {
+        (off, et, vlan) = parse_vlan_tags(d, et)?;
     }
     meta.l3_offset = off as u16;
     meta.vlan = vlan;
     meta.network = port.network;
     meta.sport = 0;
     meta.dport = 0;
-    match et {
-        ethertype::IPV4 => parse_ipv4(d, off, fl, meta)?,
-        ethertype::IPV6 => parse_ipv6(d, off, fl, meta)?,
-        ethertype::ARP => {
-            meta.family = 0;
-            meta.flags = fl;
-            return Err(Action::Punt(Punt::Arp));
-        }
-        _ => return Err(drop(DropReason::L2Unsupported)),
-    }
     // The flow hash is computed by the stages that need it (ECMP, load
     // balancing), not for every packet.
     meta.flow_hash = 0;
-    Ok(())
+    match et {
+        ethertype::IPV4 => parse_ipv4(d, off, fl, meta),
+        ethertype::IPV6 => parse_ipv6(d, off, fl, meta),
+        ethertype::ARP => {
+            meta.family = 0;
+            meta.flags = fl;
+            Err(Action::Punt(Punt::Arp))
+        }
+        _ => Err(drop(DropReason::L2Unsupported)),
+    }
+}
+
+/// Walks up to two VLAN tags; returns the L3 offset, the inner EtherType
+/// and the innermost VLAN id.
+#[cold]
+fn parse_vlan_tags(d: &[u8], mut et: u16) -> Result<(usize, u16, u16), Action> {
+    let mut off = 14;
+    let mut vlan = 0;
+    let mut tags = 0;
+    while is_vlan_tpid(et) {
+        if tags == 2 {
+            return Err(drop(DropReason::L2Unsupported));
+        }
+        let Some(tag) = header::<4>(d, off) else {
+            return Err(drop(DropReason::Truncated));
+        };
+        vlan = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+        et = u16::from_be_bytes([tag[2], tag[3]]);
+        off += 4;
+        tags += 1;
+    }
+    Ok((off, et, vlan))
 }
 
 #[inline(always)]
 fn parse_ipv4(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Result<(), Action> {
-    if d.len() < off + 20 {
+    let Some(h) = header::<20>(d, off) else {
         return Err(drop(DropReason::Truncated));
-    }
-    let vihl = d[off];
+    };
+    let vihl = h[0];
     let ihl = ((vihl & 0x0f) as usize) * 4;
     if vihl >> 4 != 4 || ihl < 20 {
         return Err(drop(DropReason::Ipv4Header));
     }
-    let total = be16(d, off + 2) as usize;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
     if total < ihl {
         return Err(drop(DropReason::Ipv4Header));
     }
     if d.len() < off + total {
         return Err(drop(DropReason::Truncated));
     }
-    let ok = match <&[u8; 20]>::try_from(&d[off..off + ihl]) {
-        Ok(h) => checksum::verify_ipv4_header_20(h),
-        Err(_) => checksum::verify(&d[off..off + ihl]),
+    let ok = if ihl == 20 {
+        checksum::verify_ipv4_header_20(h)
+    } else {
+        fl |= flags::IP_OPTIONS;
+        checksum::verify(&d[off..off + ihl])
     };
     if !ok {
         return Err(drop(DropReason::Ipv4Checksum));
     }
-    if ihl > 20 {
-        fl |= flags::IP_OPTIONS;
-    }
-    let frag = be16(d, off + 6);
+    let frag = u16::from_be_bytes([h[6], h[7]]);
     if frag & 0x4000 != 0 {
         fl |= flags::DONT_FRAGMENT;
     }
@@ -147,14 +168,14 @@ fn parse_ipv4(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
             fl |= flags::LATER_FRAGMENT;
         }
     }
-    let dst = be32(d, off + 16);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
     if dst >> 28 == 0xe {
         fl |= flags::IP_MULTICAST;
     }
     meta.family = 4;
-    meta.ttl = d[off + 8];
-    meta.proto = d[off + 9];
-    meta.src = be32(d, off + 12) as u128;
+    meta.ttl = h[8];
+    meta.proto = h[9];
+    meta.src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u128;
     meta.dst = dst as u128;
     meta.l3_len = total as u16;
     meta.l4_offset = (off + ihl) as u16;
@@ -167,14 +188,14 @@ fn parse_ipv4(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
 
 #[inline(always)]
 fn parse_ipv6(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Result<(), Action> {
-    if d.len() < off + 40 {
+    let Some(h) = header::<40>(d, off) else {
         return Err(drop(DropReason::Truncated));
-    }
-    if d[off] >> 4 != 6 {
+    };
+    if h[0] >> 4 != 6 {
         return Err(drop(DropReason::Ipv6Header));
     }
-    let payload = be16(d, off + 4) as usize;
-    let mut next = d[off + 6];
+    let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+    let mut next = h[6];
     if payload == 0 && next == ip_proto::HOPOPTS {
         // A jumbogram (RFC 2675): never valid on a link with a 16-bit length.
         return Err(drop(DropReason::Ipv6Header));
@@ -183,8 +204,12 @@ fn parse_ipv6(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
     if d.len() < end {
         return Err(drop(DropReason::Truncated));
     }
-    let src = u128::from_be_bytes(d[off + 8..off + 24].try_into().unwrap_or([0; 16]));
-    let dst = u128::from_be_bytes(d[off + 24..off + 40].try_into().unwrap_or([0; 16]));
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[at..at + 16]);
+        u128::from_be_bytes(a)
+    };
+    let (src, dst) = (addr(8), addr(24));
     if dst >> 120 == 0xff {
         fl |= flags::IP_MULTICAST;
     }
@@ -202,7 +227,7 @@ fn parse_ipv6(d: &[u8], off: usize, mut fl: u16, meta: &mut PacketMeta) -> Resul
         l4 += chain.upper_offset;
     }
     meta.family = 6;
-    meta.ttl = d[off + 7];
+    meta.ttl = h[7];
     meta.proto = next;
     meta.src = src;
     meta.dst = dst;
@@ -238,42 +263,47 @@ fn walk_extensions(first: u8, buf: &[u8]) -> Result<crate::wire::ipv6ext::ExtCha
 /// Reads the L4 ports (or ICMP identifiers) and checks the header is whole.
 #[inline(always)]
 fn parse_l4(d: &[u8], l4: usize, end: usize, meta: &mut PacketMeta) -> Result<(), Action> {
-    let need = match meta.proto {
-        ip_proto::TCP => 20,
-        ip_proto::UDP => 8,
-        ip_proto::SCTP => 12,
-        ip_proto::ICMP | ip_proto::ICMPV6 => 8,
-        _ => return Ok(()),
-    };
-    if end < l4 + need || d.len() < l4 + need {
-        return Err(drop(DropReason::L4Header));
-    }
+    // Only the IP payload counts: link padding after `end` is not L4 data.
+    let payload = &d[..end.min(d.len())];
     match meta.proto {
-        ip_proto::ICMP | ip_proto::ICMPV6 => {
-            // Echo identifier as the "port": ICMP flows hash by it.
-            meta.sport = be16(d, l4 + 4);
-            meta.dport = d[l4] as u16;
-        }
-        ip_proto::TCP => {
-            let doff = (d[l4 + 12] >> 4) as usize * 4;
-            if doff < 20 || l4 + doff > end {
-                return Err(drop(DropReason::L4Header));
-            }
-            meta.sport = be16(d, l4);
-            meta.dport = be16(d, l4 + 2);
-        }
         ip_proto::UDP => {
-            let len = be16(d, l4 + 4) as usize;
+            let Some(u) = header::<8>(payload, l4) else {
+                return Err(drop(DropReason::L4Header));
+            };
+            let len = u16::from_be_bytes([u[4], u[5]]) as usize;
             if len < 8 || l4 + len > end {
                 return Err(drop(DropReason::L4Header));
             }
-            meta.sport = be16(d, l4);
-            meta.dport = be16(d, l4 + 2);
+            meta.sport = u16::from_be_bytes([u[0], u[1]]);
+            meta.dport = u16::from_be_bytes([u[2], u[3]]);
         }
-        _ => {
-            meta.sport = be16(d, l4);
-            meta.dport = be16(d, l4 + 2);
+        ip_proto::TCP => {
+            let Some(t) = header::<20>(payload, l4) else {
+                return Err(drop(DropReason::L4Header));
+            };
+            let doff = (t[12] >> 4) as usize * 4;
+            if doff < 20 || l4 + doff > end {
+                return Err(drop(DropReason::L4Header));
+            }
+            meta.sport = u16::from_be_bytes([t[0], t[1]]);
+            meta.dport = u16::from_be_bytes([t[2], t[3]]);
         }
+        ip_proto::SCTP => {
+            let Some(s) = header::<12>(payload, l4) else {
+                return Err(drop(DropReason::L4Header));
+            };
+            meta.sport = u16::from_be_bytes([s[0], s[1]]);
+            meta.dport = u16::from_be_bytes([s[2], s[3]]);
+        }
+        ip_proto::ICMP | ip_proto::ICMPV6 => {
+            let Some(m) = header::<8>(payload, l4) else {
+                return Err(drop(DropReason::L4Header));
+            };
+            // Echo identifier as the "port": ICMP flows hash by it.
+            meta.sport = u16::from_be_bytes([m[4], m[5]]);
+            meta.dport = m[0] as u16;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -9,8 +9,8 @@
 //! martians, blackholes, link-local and unrouted multicast.
 //! Next: `rewrite`.
 //!
-//! IPv4 destinations of a burst are looked up together: every DIR-24-8 slot
-//! is prefetched first, then resolved, so the lookups' cache misses overlap.
+//! The IPv4 FIB slot of every packet was prefetched by `parse`, a burst
+//! earlier than the lookup here, so the lookups' cache misses overlap.
 
 use super::{flags, Action, Burst, Context, PacketMeta, Punt, Stage};
 use crate::stats::DropReason;
@@ -37,17 +37,15 @@ impl Stage for Route {
             return;
         };
         for i in 0..n {
-            let m = &burst.meta[i];
-            if burst.action[i] == Action::Continue && m.family == 4 && m.network == first {
-                net0.fib4.prefetch(m.dst as u32);
-            }
-        }
-        for i in 0..n {
             if burst.action[i] != Action::Continue {
                 continue;
             }
             let meta = &mut burst.meta[i];
-            burst.action[i] = if meta.network == first { route_one(net0, meta) } else { route_in(networks, meta) };
+            burst.action[i] = if meta.network == first {
+                route_one(net0, meta)
+            } else {
+                route_in(networks, meta)
+            };
         }
     }
 }
