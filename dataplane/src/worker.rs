@@ -121,10 +121,8 @@ impl<P: Stage> Worker<P> {
     fn process_burst(&mut self, now_ns: u64) {
         let burst = &mut *self.burst;
         burst.reset_actions();
-        let bytes: usize = burst.pkts.iter().map(|p| p.len()).sum();
         // A queue belongs to one port, so the whole burst shares rx_port.
-        self.stats
-            .rx(burst.pkts[0].rx_port, burst.pkts.len() as u64, bytes as u64);
+        self.stats.rx(burst.pkts[0].rx_port, burst.pkts.len() as u64);
         let cx = Context {
             tables: self.reader.tables(),
             neighbours: &self.neighbours,
@@ -223,11 +221,8 @@ impl Output<'_> {
             return;
         };
         let total = batch.len();
-        let bytes: usize = batch.iter().map(|p| p.len()).sum();
         let sent = q.tx_burst(batch, cache);
-        let unsent_bytes: usize = batch.iter().map(|p| p.len()).sum();
-        self.stats
-            .tx(port, sent as u64, (bytes - unsent_bytes) as u64);
+        self.stats.tx(port, sent as u64);
         if sent < total {
             self.stats
                 .drops_n(DropReason::TxFull, (total - sent) as u64);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, ReplayLimit, RssMode};
 use sluice_dataplane::io::Port;
-use sluice_dataplane::stages::{router, Action, Burst, Context, Stage};
+use sluice_dataplane::stages::{parse, route, router, Action, Burst, Context, Stage};
 use sluice_dataplane::tables::{synth, NextHopSpec, RouteTarget, TablesBuilder};
 use sluice_dataplane::wire::builder::PacketBuilder;
 use std::collections::BTreeMap;
@@ -30,6 +30,26 @@ pub enum Mode {
     /// Every packet straight to the output port, untouched (testpmd's "io"
     /// forwarding): the cost of Sluice's I/O path alone.
     Io,
+    /// Parse, then straight to the output port: the parse stage's cost.
+    ParseOnly,
+    /// Parse and route (lookup, checks), then straight to the output port.
+    ParseRoute,
+}
+
+/// Ends a partial pipeline: what is still undecided goes to port 1.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ToPort1;
+
+impl Stage for ToPort1 {
+    #[inline]
+    fn process(&mut self, _cx: &Context<'_>, burst: &mut Burst) {
+        let n = burst.pkts.len();
+        for a in &mut burst.action[..n] {
+            if *a == Action::Continue {
+                *a = Action::Tx(1);
+            }
+        }
+    }
 }
 
 /// The "io" pipeline: every received packet to port 1, untouched.
@@ -225,6 +245,8 @@ pub fn run(
     let engine = match mode {
         Mode::Route => Engine::start(ports, tables, &cfg, router),
         Mode::Io => Engine::start(ports, tables, &cfg, || IoForward),
+        Mode::ParseOnly => Engine::start(ports, tables, &cfg, || (parse::Parse, ToPort1)),
+        Mode::ParseRoute => Engine::start(ports, tables, &cfg, || (parse::Parse, (route::Route, ToPort1))),
     }
     .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));

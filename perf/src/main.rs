@@ -40,6 +40,8 @@ fn main() {
             println!("l3fwd      IPv4 L3 forwarding: mem replay -> 1 worker -> mem sink, 100k routes, 10k flows, 64 B");
             println!("l3fwd-v6   the same for IPv6 (78-byte frames, the smallest UDP/IPv6 frame with a 16-byte payload)");
             println!("io         the same traffic forwarded untouched to the output port: the I/O path alone (testpmd io)");
+            println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
+            println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
         }
         Command::Run {
             scenario,
@@ -50,6 +52,8 @@ fn main() {
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
                 "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
+                "parse" => (l3fwd::Family::V4, l3fwd::Mode::ParseOnly),
+                "parse-route" => (l3fwd::Family::V4, l3fwd::Mode::ParseRoute),
                 other => {
                     eprintln!("sluice-perf: unknown scenario {other:?} (try `sluice-perf list`)");
                     std::process::exit(2);

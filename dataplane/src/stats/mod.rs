@@ -95,12 +95,12 @@ counters! {
 /// The most ports a worker keeps per-port counters for.
 pub const MAX_PORTS: usize = 64;
 
+/// Packets a worker received from and sent to one port. Bytes are counted
+/// by the ports themselves ([`crate::io::PortStats`]), once, not again here.
 #[derive(Default)]
 struct PortCounters {
     rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
     tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
 }
 
 /// One worker's counters. The worker writes; anyone reads.
@@ -145,18 +145,16 @@ impl WorkerStats {
     }
 
     #[inline(always)]
-    pub fn rx(&self, port: u16, packets: u64, bytes: u64) {
+    pub fn rx(&self, port: u16, packets: u64) {
         if let Some(c) = self.ports.get(port as usize) {
             bump(&c.rx_packets, packets);
-            bump(&c.rx_bytes, bytes);
         }
     }
 
     #[inline(always)]
-    pub fn tx(&self, port: u16, packets: u64, bytes: u64) {
+    pub fn tx(&self, port: u16, packets: u64) {
         if let Some(c) = self.ports.get(port as usize) {
             bump(&c.tx_packets, packets);
-            bump(&c.tx_bytes, bytes);
         }
     }
 
@@ -205,9 +203,7 @@ impl WorkerStats {
         for (i, p) in self.ports.iter().enumerate() {
             let c = PortSnapshot {
                 rx_packets: p.rx_packets.load(Ordering::Relaxed),
-                rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
                 tx_packets: p.tx_packets.load(Ordering::Relaxed),
-                tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
             };
             if c != PortSnapshot::default() {
                 s.rx_packets += c.rx_packets;
@@ -227,9 +223,7 @@ impl WorkerStats {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PortSnapshot {
     pub rx_packets: u64,
-    pub rx_bytes: u64,
     pub tx_packets: u64,
-    pub tx_bytes: u64,
 }
 
 /// A copy of counters; [`StatsSnapshot::sum`] adds workers up.
@@ -263,9 +257,7 @@ impl core::ops::AddAssign<&StatsSnapshot> for StatsSnapshot {
         for (k, v) in &o.ports {
             let p = self.ports.entry(*k).or_default();
             p.rx_packets += v.rx_packets;
-            p.rx_bytes += v.rx_bytes;
             p.tx_packets += v.tx_packets;
-            p.tx_bytes += v.tx_bytes;
         }
         self.bursts += o.bursts;
         self.polls += o.polls;
@@ -312,9 +304,9 @@ mod tests {
         a.drop_packet(DropReason::NoRoute);
         a.drops_n(DropReason::NoRoute, 2);
         b.drop_packet(DropReason::TtlExpired);
-        a.rx(0, 10, 640);
-        b.rx(0, 5, 320);
-        b.tx(1, 4, 256);
+        a.rx(0, 10);
+        b.rx(0, 5);
+        b.tx(1, 4);
         a.set_generation(7);
         b.set_generation(6);
         let sum = StatsSnapshot::sum(&[a.snapshot(), b.snapshot()]);
@@ -322,7 +314,7 @@ mod tests {
         assert_eq!(sum.drops["no_route"], 3);
         assert_eq!(sum.drops["ttl_expired"], 1);
         assert_eq!(sum.rx_packets, 15);
-        assert_eq!(sum.ports[&0].rx_bytes, 960);
+        assert_eq!(sum.ports[&0].rx_packets, 15);
         assert_eq!(sum.ports[&1].tx_packets, 4);
         assert_eq!(sum.generation, 6, "the oldest generation any worker runs");
     }
