@@ -1,3 +1,4 @@
 //! Sluice's control plane: the daemon's entry points.
 
 pub mod demo;
+pub mod model;
