@@ -1,0 +1,445 @@
+//! Sluice's own kinds (`apiVersion: sluice.dev/v1`): the ports it owns
+//! (Interface), routing domains (Network), static routes and neighbours,
+//! bandwidth limits for pods (as the CNI bandwidth plugin has them), the
+//! Network Service Mesh model of chained network functions, and multicast
+//! groups.
+//!
+//! Addresses, CIDRs and MACs are typed, so a manifest with a malformed one is
+//! refused while it is read, with the field's path; [`super::validate`]
+//! checks the rest (ranges, families, required fields).
+
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use super::{DEFAULT_NETWORK, SLUICE_API_VERSION};
+
+/// An Ethernet address, written `02:00:00:00:00:01` (`-` separators and
+/// upper case are accepted on input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == [0; 6]
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MacAddr, String> {
+        let bad = || format!("expected a MAC address like 02:00:00:00:00:01, got {s:?}");
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for b in out.iter_mut() {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for addresses and CIDRs with messages that say what was expected.
+mod text {
+    use super::*;
+
+    pub fn parse<T: FromStr>(s: &str, what: &str, example: &str) -> Result<T, String> {
+        s.parse::<T>()
+            .map_err(|_| format!("expected {what} like {example}, got {s:?}"))
+    }
+
+    pub mod ip {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(v)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+            let s = String::deserialize(d)?;
+            parse(&s, "an IP address", "10.0.0.1 or fd00::1").map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub mod opt_ip {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &Option<IpAddr>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+            let s = Option::<String>::deserialize(d)?;
+            s.map(|s| parse(&s, "an IP address", "10.0.0.1 or fd00::1"))
+                .transpose()
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub mod net {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &IpNet, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(v)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+            let s = String::deserialize(d)?;
+            parse(&s, "a CIDR", "10.0.0.0/24 or fd00::/64").map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub mod nets {
+        use super::*;
+
+        #[derive(Serialize, Deserialize)]
+        struct One(#[serde(with = "super::net")] IpNet);
+
+        pub fn serialize<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(|n| One(*n)))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+            let v = Vec::<One>::deserialize(d)?;
+            Ok(v.into_iter().map(|o| o.0).collect())
+        }
+    }
+}
+
+fn default_network() -> String {
+    DEFAULT_NETWORK.to_string()
+}
+
+// ---- Interface ----
+
+/// The port backends Sluice's I/O layer knows, as named in backend specs.
+pub const BACKENDS: &[&str] = &["mem", "pcap", "af_packet", "af_xdp", "tap", "memif", "dpdk"];
+
+/// One port of the appliance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InterfaceSpec {
+    /// `<backend>:<argument>`, e.g. `mem:a`, `af_xdp:eth0`, `pcap:in.pcap`.
+    pub backend: String,
+    pub mac: MacAddr,
+    /// 68-9216; 1500 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// The routing domain the port is in.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// The port's own addresses with their subnets' prefix lengths, e.g.
+    /// `10.0.0.1/24`; each gives a connected route.
+    #[serde(default, with = "text::nets")]
+    pub addresses: Vec<IpNet>,
+}
+
+impl InterfaceSpec {
+    pub const DEFAULT_MTU: u32 = 1500;
+
+    pub fn mtu(&self) -> u32 {
+        self.mtu.unwrap_or(Self::DEFAULT_MTU)
+    }
+
+    /// The backend's name and its argument, e.g. `("mem", "a")`.
+    pub fn backend_parts(&self) -> Option<(&str, &str)> {
+        self.backend.split_once(':')
+    }
+}
+
+resource! {
+    /// A port of the appliance.
+    Interface, api_version: SLUICE_API_VERSION, spec: InterfaceSpec
+}
+
+// ---- Network ----
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+resource! {
+    /// A routing domain (a VRF): its own routes and neighbours; its
+    /// interfaces forward only among themselves.
+    Network, api_version: SLUICE_API_VERSION, spec: NetworkSpec
+}
+
+// ---- Route ----
+
+/// What a route does with matching packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum RouteType {
+    /// Forward through `nextHops`.
+    #[default]
+    Unicast,
+    /// Drop silently.
+    Blackhole,
+    /// Drop with ICMP destination unreachable.
+    Unreachable,
+    /// Drop with ICMP administratively prohibited.
+    Prohibit,
+}
+
+/// A gateway, an interface, or both. Without a gateway the destination is on
+/// the interface's link; without an interface the gateway is reached through
+/// whichever interface's subnet holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteNextHop {
+    #[serde(
+        default,
+        with = "text::opt_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteSpec {
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// The destination prefix; host bits must be zero.
+    #[serde(with = "text::net")]
+    pub destination: IpNet,
+    #[serde(default, rename = "type")]
+    pub route_type: RouteType,
+    /// Several next hops share traffic by flow hash (ECMP).
+    #[serde(default)]
+    pub next_hops: Vec<RouteNextHop>,
+}
+
+impl Default for RouteSpec {
+    fn default() -> Self {
+        RouteSpec {
+            network: default_network(),
+            destination: IpNet::V4(Default::default()),
+            route_type: RouteType::Unicast,
+            next_hops: Vec::new(),
+        }
+    }
+}
+
+resource! {
+    /// A static route in a network.
+    Route, api_version: SLUICE_API_VERSION, spec: RouteSpec
+}
+
+// ---- Neighbour ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NeighbourSpec {
+    #[serde(default = "default_network")]
+    pub network: String,
+    #[serde(with = "text::ip")]
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+}
+
+impl Default for NeighbourSpec {
+    fn default() -> Self {
+        NeighbourSpec {
+            network: default_network(),
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            mac: MacAddr::default(),
+        }
+    }
+}
+
+resource! {
+    /// A static ARP/ND entry in a network.
+    Neighbour, api_version: SLUICE_API_VERSION, spec: NeighbourSpec
+}
+
+// ---- Bandwidth ----
+
+/// The pod a limit applies to, by name, in the Bandwidth's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodRef {
+    pub name: String,
+}
+
+/// Rate limits for pods, as the CNI bandwidth plugin takes them: rates in
+/// bits per second, bursts in bits. A direction is limited when both its
+/// rate and burst are set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BandwidthSpec {
+    /// Pods in this namespace; exactly one of `podSelector` and `pod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+    /// Traffic to the pod, bits/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_rate: Option<u64>,
+    /// bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_burst: Option<u64>,
+    /// Traffic from the pod, bits/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_rate: Option<u64>,
+    /// bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_burst: Option<u64>,
+}
+
+resource! {
+    /// Ingress and egress rate limits for pods.
+    Bandwidth, api_version: SLUICE_API_VERSION, spec: BandwidthSpec
+}
+
+// ---- Network Service Mesh ----
+
+/// What a network service carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Payload {
+    /// IP packets (the default).
+    #[default]
+    Ip,
+    /// Ethernet frames.
+    Ethernet,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkServiceSpec {
+    #[serde(default)]
+    pub payload: Payload,
+    /// The Chain whose endpoints the service's traffic passes through.
+    pub chain: String,
+    /// The pods whose traffic uses the service (all pods when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_selector: Option<LabelSelector>,
+}
+
+resource! {
+    /// A service made of network functions: clients' traffic is steered
+    /// through the endpoints of its chain, in order.
+    NetworkService, api_version: SLUICE_API_VERSION, spec: NetworkServiceSpec
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkServiceEndpointSpec {
+    /// The network services this endpoint provides.
+    #[serde(default)]
+    pub network_service_names: Vec<String>,
+    /// The Interface through which packets reach the network function.
+    pub ingress_interface: String,
+    /// The Interface through which they come back; the ingress interface
+    /// when absent (a one-armed function).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_interface: Option<String>,
+}
+
+resource! {
+    /// One network function instance and the interfaces it is joined by.
+    NetworkServiceEndpoint, api_version: SLUICE_API_VERSION, spec: NetworkServiceEndpointSpec
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChainSpec {
+    /// NetworkServiceEndpoint names, in the order packets visit them.
+    pub endpoints: Vec<String>,
+}
+
+resource! {
+    /// An ordered list of network-function endpoints.
+    Chain, api_version: SLUICE_API_VERSION, spec: ChainSpec
+}
+
+// ---- MulticastGroup ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MulticastGroupSpec {
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) group address.
+    #[serde(with = "text::ip")]
+    pub group: IpAddr,
+    /// Interface names that receive the group's traffic.
+    pub members: Vec<String>,
+}
+
+impl Default for MulticastGroupSpec {
+    fn default() -> Self {
+        MulticastGroupSpec {
+            network: default_network(),
+            group: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            members: Vec::new(),
+        }
+    }
+}
+
+resource! {
+    /// A multicast group and the interfaces it is replicated to.
+    MulticastGroup, api_version: SLUICE_API_VERSION, spec: MulticastGroupSpec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_text() {
+        let m: MacAddr = "02:00:0A:0b:0c:0d".parse().unwrap();
+        assert_eq!(m.0, [2, 0, 0x0a, 0x0b, 0x0c, 0x0d]);
+        assert_eq!(m.to_string(), "02:00:0a:0b:0c:0d");
+        assert_eq!("02-00-00-00-00-01".parse::<MacAddr>().unwrap().0[5], 1);
+        for bad in [
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "2:0:0:0:0:1",
+            "zz:00:00:00:00:00",
+            "",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+        assert!(MacAddr([1, 0, 0, 0, 0, 0]).is_multicast());
+    }
+}
