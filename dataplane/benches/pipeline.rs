@@ -21,7 +21,13 @@ fn big_table(routes: usize) -> Tables {
     let gw: IpAddr = "10.0.1.254".parse().unwrap();
     b.neighbour(0, gw, [2, 0, 0, 0, 1, 0xfe]);
     for (p, l) in synth::ipv4_table(routes, 1) {
-        b.route(0, IpAddr::V4(Ipv4Addr::from(p)), l, RouteTarget::Via(vec![NextHopSpec::gateway(gw)])).unwrap();
+        b.route(
+            0,
+            IpAddr::V4(Ipv4Addr::from(p)),
+            l,
+            RouteTarget::Via(vec![NextHopSpec::gateway(gw)]),
+        )
+        .unwrap();
     }
     b.build().unwrap()
 }
@@ -56,7 +62,13 @@ fn run(c: &mut Criterion, name: &str, tables: Tables, frames: Vec<Vec<u8>>) {
                 next = (next + 1) % frames.len();
             }
             burst.reset_actions();
-            let cx = Context { tables: &tables, neighbours: &neighbours, stats: &stats, now_ns: 1, worker: 0 };
+            let cx = Context {
+                tables: &tables,
+                neighbours: &neighbours,
+                stats: &stats,
+                now_ns: 1,
+                worker: 0,
+            };
             pipeline.process(&cx, &mut burst);
             assert!(matches!(burst.action[0], Action::Tx(_)));
         })
@@ -67,7 +79,13 @@ fn run(c: &mut Criterion, name: &str, tables: Tables, frames: Vec<Vec<u8>>) {
 fn pipeline(c: &mut Criterion) {
     let lab = router_lab().build().unwrap();
     let frames: Vec<Vec<u8>> = (0..64u32)
-        .map(|i| PacketBuilder::new(MAC_CLIENT, MAC_P0).ipv4([10, 0, 0, 10], Ipv4Addr::from(0x1400_0000 + i * 4099)).udp(1000 + i as u16, 53).frame_len(64).build())
+        .map(|i| {
+            PacketBuilder::new(MAC_CLIENT, MAC_P0)
+                .ipv4([10, 0, 0, 10], Ipv4Addr::from(0x1400_0000 + i * 4099))
+                .udp(1000 + i as u16, 53)
+                .frame_len(64)
+                .build()
+        })
         .collect();
     run(c, "router_lab_ipv4_64B_burst32", lab, frames);
 
@@ -75,9 +93,20 @@ fn pipeline(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = synth::addresses_covered_v4(&table, 10_000, 7)
         .into_iter()
         .enumerate()
-        .map(|(i, a)| PacketBuilder::new(MAC_CLIENT, MAC_P0).ipv4([10, 0, 0, 10], Ipv4Addr::from(a)).udp(1024 + (i % 60000) as u16, 9).frame_len(64).build())
+        .map(|(i, a)| {
+            PacketBuilder::new(MAC_CLIENT, MAC_P0)
+                .ipv4([10, 0, 0, 10], Ipv4Addr::from(a))
+                .udp(1024 + (i % 60000) as u16, 9)
+                .frame_len(64)
+                .build()
+        })
         .collect();
-    run(c, "routes_100k_flows_10k_ipv4_64B_burst32", big_table(100_000), frames);
+    run(
+        c,
+        "routes_100k_flows_10k_ipv4_64B_burst32",
+        big_table(100_000),
+        frames,
+    );
 }
 
 criterion_group!(benches, pipeline);

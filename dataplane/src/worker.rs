@@ -122,7 +122,8 @@ impl<P: Stage> Worker<P> {
         let burst = &mut *self.burst;
         burst.reset_actions();
         // A queue belongs to one port, so the whole burst shares rx_port.
-        self.stats.rx(burst.pkts[0].rx_port, burst.pkts.len() as u64);
+        self.stats
+            .rx(burst.pkts[0].rx_port, burst.pkts.len() as u64);
         let cx = Context {
             tables: self.reader.tables(),
             neighbours: &self.neighbours,

@@ -246,7 +246,9 @@ pub fn run(
         Mode::Route => Engine::start(ports, tables, &cfg, router),
         Mode::Io => Engine::start(ports, tables, &cfg, || IoForward),
         Mode::ParseOnly => Engine::start(ports, tables, &cfg, || (parse::Parse, ToPort1)),
-        Mode::ParseRoute => Engine::start(ports, tables, &cfg, || (parse::Parse, (route::Route, ToPort1))),
+        Mode::ParseRoute => Engine::start(ports, tables, &cfg, || {
+            (parse::Parse, (route::Route, ToPort1))
+        }),
     }
     .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));

@@ -15,7 +15,11 @@ fn shared_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
-    assert!(dir.join("oracles").is_dir(), "the oracle data was not found at {}", dir.display());
+    assert!(
+        dir.join("oracles").is_dir(),
+        "the oracle data was not found at {}",
+        dir.display()
+    );
     dir
 }
 

@@ -9,10 +9,12 @@
 //! martians, blackholes, link-local and unrouted multicast.
 //! Next: `rewrite`.
 //!
-//! The IPv4 FIB slot of every packet was prefetched by `parse`, a burst
-//! earlier than the lookup here, so the lookups' cache misses overlap.
+//! The IPv4 FIB slot of every packet was prefetched by `parse`, so the
+//! lookups' cache misses overlap; IPv6 lookups of a burst walk their tries
+//! side by side (`Lpm6::lookup_burst`) for the same reason.
 
 use super::{flags, Action, Burst, Context, PacketMeta, Punt, Stage};
+use crate::buf::BURST_SIZE;
 use crate::stats::DropReason;
 use crate::tables::{AdjacencyKind, Network};
 use crate::wire::ip_proto;
@@ -36,15 +38,39 @@ impl Stage for Route {
             }
             return;
         };
+        // IPv6 lookups walk a trie: walk the burst's tries side by side so
+        // their cache misses overlap (IPv4's DIR-24-8 slot was prefetched by
+        // parse and needs no such help).
+        let mut v6_found = [None; BURST_SIZE];
+        let mut v6_addrs = [0u128; BURST_SIZE];
+        let mut v6_index = [0u8; BURST_SIZE];
+        let mut k = 0;
+        for i in 0..n {
+            let m = &burst.meta[i];
+            if burst.action[i] == Action::Continue && m.family == 6 && m.network == first {
+                v6_addrs[k] = m.dst;
+                v6_index[k] = i as u8;
+                k += 1;
+            }
+        }
+        let mut looked_up = [None; BURST_SIZE];
+        if k > 0 {
+            net0.fib6.lookup_burst(&v6_addrs[..k], &mut v6_found[..k]);
+            for j in 0..k {
+                looked_up[v6_index[j] as usize] = Some(v6_found[j]);
+            }
+        }
         for i in 0..n {
             if burst.action[i] != Action::Continue {
                 continue;
             }
             let meta = &mut burst.meta[i];
-            burst.action[i] = if meta.network == first {
-                route_one(net0, meta)
-            } else {
+            burst.action[i] = if meta.network != first {
                 route_in(networks, meta)
+            } else if let Some(found) = looked_up[i] {
+                decide(net0, meta, found)
+            } else {
+                route_one(net0, meta)
             };
         }
     }
@@ -81,6 +107,17 @@ fn link_local_v6(a: u128) -> bool {
 #[inline(always)]
 pub fn route_one(net: &Network, meta: &mut PacketMeta) -> Action {
     let found = if meta.family == 4 {
+        net.fib4.lookup(meta.dst as u32)
+    } else {
+        net.fib6.lookup(meta.dst)
+    };
+    decide(net, meta, found)
+}
+
+/// Decides for one packet given its FIB result `found`.
+#[inline(always)]
+fn decide(net: &Network, meta: &mut PacketMeta, found: Option<u32>) -> Action {
+    if meta.family == 4 {
         let (src, dst) = (meta.src as u32, meta.dst as u32);
         if martian_source_v4(src) {
             return Action::Drop(DropReason::MartianSource);
@@ -91,7 +128,6 @@ pub fn route_one(net: &Network, meta: &mut PacketMeta) -> Action {
         if martian_destination_v4(dst) {
             return Action::Drop(DropReason::MartianDestination);
         }
-        net.fib4.lookup(dst)
     } else {
         let (src, dst) = (meta.src, meta.dst);
         if src >> 120 == 0xff || src == 1 || dst == 1 || dst == 0 {
@@ -106,8 +142,7 @@ pub fn route_one(net: &Network, meta: &mut PacketMeta) -> Action {
                 Action::Drop(DropReason::MulticastNotRouted)
             };
         }
-        net.fib6.lookup(dst)
-    };
+    }
     let Some(adj) = found.and_then(|i| net.adjacencies.get(i as usize)) else {
         return Action::Punt(Punt::NoRoute);
     };
