@@ -466,7 +466,7 @@ impl Packet {
     /// a multiple of 64 bytes, at least `len` and at most [`DATA_ROOM`].
     #[inline]
     pub fn fill_lines(&mut self, lines: &[u8], len: usize) -> bool {
-        if lines.len() % 64 != 0 || len > lines.len() || lines.len() > DATA_ROOM {
+        if !lines.len().is_multiple_of(64) || len > lines.len() || lines.len() > DATA_ROOM {
             return false;
         }
         self.head = HEADROOM as u16;

@@ -174,5 +174,5 @@ pub type RouterPipeline = (parse::Parse, (route::Route, rewrite::Rewrite));
 
 /// The router pipeline, ready to run.
 pub fn router() -> RouterPipeline {
-    (parse::Parse, (route::Route::default(), rewrite::Rewrite))
+    (parse::Parse, (route::Route, rewrite::Rewrite))
 }

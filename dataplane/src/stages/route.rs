@@ -60,14 +60,14 @@ impl Stage for Route {
                 looked_up[v6_index[j] as usize] = Some(v6_found[j]);
             }
         }
-        for i in 0..n {
+        for (i, found) in looked_up.iter().enumerate().take(n) {
             if burst.action[i] != Action::Continue {
                 continue;
             }
             let meta = &mut burst.meta[i];
             burst.action[i] = if meta.network != first {
                 route_in(networks, meta)
-            } else if let Some(found) = looked_up[i] {
+            } else if let Some(found) = *found {
                 decide(net0, meta, found)
             } else {
                 route_one(net0, meta)

@@ -120,12 +120,7 @@ impl PacketBuilder {
     /// Adds an 802.1Q tag (outermost first; a second call makes QinQ, with
     /// the outer tag's TPID 0x88a8).
     pub fn vlan(mut self, vid: u16) -> Self {
-        let tpid = if self.vlans.is_empty() {
-            ethertype::VLAN
-        } else {
-            ethertype::VLAN
-        };
-        self.vlans.push((tpid, vid & 0x0fff));
+        self.vlans.push((ethertype::VLAN, vid & 0x0fff));
         if self.vlans.len() == 2 {
             self.vlans[0].0 = ethertype::QINQ;
         }
@@ -198,7 +193,7 @@ impl PacketBuilder {
     pub fn ipv4_options(mut self, options: &[u8]) -> Self {
         if let L3::V4 { options: o, .. } = &mut self.l3 {
             *o = options.to_vec();
-            while o.len() % 4 != 0 {
+            while !o.len().is_multiple_of(4) {
                 o.push(0);
             }
         }
@@ -212,7 +207,7 @@ impl PacketBuilder {
     pub fn ipv6_ext(mut self, header_type: u8, body: &[u8]) -> Self {
         if let L3::V6 { ext, .. } = &mut self.l3 {
             let mut b = body.to_vec();
-            while (b.len() + 2) % 8 != 0 {
+            while !(b.len() + 2).is_multiple_of(8) {
                 b.push(0);
             }
             ext.push((header_type, b));
@@ -239,6 +234,8 @@ impl PacketBuilder {
         self
     }
 
+    /// A TCP segment with every header field given.
+    #[allow(clippy::too_many_arguments)] // one per header field, as on the wire
     pub fn tcp_full(
         mut self,
         sport: u16,
@@ -250,7 +247,7 @@ impl PacketBuilder {
         options: &[u8],
     ) -> Self {
         let mut o = options.to_vec();
-        while o.len() % 4 != 0 {
+        while !o.len().is_multiple_of(4) {
             o.push(0);
         }
         self.l4 = L4::Tcp {
