@@ -410,3 +410,65 @@ fn two_workers_forward_everything_across_a_table_swap() {
     assert_eq!(stats.generation, 2, "both workers run generation 2");
     assert_eq!(peer0.rx_queues(), 4);
 }
+
+#[test]
+fn ipv4_without_df_is_fragmented_to_the_egress_mtu() {
+    let mut r = Rig::new();
+    // Options: Router Alert (copied into every fragment) and Record Route
+    // (first fragment only).
+    let options = [0x94, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0, 1];
+    let payload: Vec<u8> = (0..2000u32).map(|i| (i * 7) as u8).collect();
+    let frame = client()
+        .ipv4([10, 0, 0, 10], [10, 0, 2, 254])
+        .ipv4_frag(0x4242, 0)
+        .ipv4_options(&options)
+        .ip_proto(253)
+        .payload(&payload)
+        .build();
+    r.send(0, &frame);
+    let frags = r.take(2);
+    assert_eq!(
+        frags.len(),
+        2,
+        "2032 bytes of IP packet over a 1300-byte MTU"
+    );
+    let mut reassembled = vec![0u8; payload.len()];
+    let mut covered = 0;
+    for (i, f) in frags.iter().enumerate() {
+        assert_eq!(&f[0..6], &MAC_GW2);
+        assert_eq!(&f[6..12], &MAC_P2);
+        let ip = &f[14..];
+        let hl = (ip[0] & 0xf) as usize * 4;
+        let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+        assert!(total <= 1300, "fragment {i} is {total} bytes");
+        assert_eq!(f.len(), 14 + total);
+        assert!(checksum::verify(&ip[..hl]), "fragment {i} header checksum");
+        assert_eq!(
+            u16::from_be_bytes([ip[4], ip[5]]),
+            0x4242,
+            "same identification"
+        );
+        assert_eq!(ip[8], 63, "TTL decremented");
+        let field = u16::from_be_bytes([ip[6], ip[7]]);
+        let offset = (field & 0x1fff) as usize * 8;
+        let mf = field & 0x2000 != 0;
+        assert_eq!(mf, i == 0, "MF on all but the last");
+        if i == 0 {
+            assert_eq!(
+                &ip[20..hl],
+                &options,
+                "the first fragment carries every option"
+            );
+            assert_eq!((total - hl) % 8, 0);
+        } else {
+            assert_eq!(hl, 24, "later fragments carry only copied options");
+            assert_eq!(&ip[20..24], &[0x94, 4, 0, 0]);
+        }
+        let data = &ip[hl..total];
+        reassembled[offset..offset + data.len()].copy_from_slice(data);
+        covered += data.len();
+    }
+    assert_eq!(covered, payload.len());
+    assert_eq!(reassembled, payload);
+    assert_eq!(r.worker.stats().events(Event::Fragmented), 1);
+}

@@ -15,6 +15,8 @@
 //!   answer to an ICMP error, a non-first fragment, or a multicast or
 //!   broadcast packet (RFC 1812 §4.3.2.7, RFC 4443 §2.4(e)).
 //!
+//! * IPv4 packets larger than the next hop's MTU without DF are fragmented.
+//!
 //! Generated packets are routed with the same functions as the fast path.
 //! Nothing here allocates: replies reuse the punted packet's buffer or take
 //! one from the worker's cache.
@@ -117,10 +119,7 @@ impl SlowPath {
                     .get(meta.next_hop as usize)
                     .map_or(1280, |n| n.mtu) as u32;
                 if meta.family == 4 && meta.flags & flags::DONT_FRAGMENT == 0 {
-                    // Fragmentation of DF=0 packets is not done here; the
-                    // packet is refused and counted.
-                    cx.stats.drop_packet(DropReason::FragmentFailed);
-                    cache.free(pkt);
+                    self.fragment_v4(cx, cache, pkt, meta, emit);
                     return;
                 }
                 cx.stats.drop_packet(DropReason::MtuExceeded);
@@ -388,6 +387,113 @@ impl SlowPath {
             cx.stats.event(Event::NeighbourLearned);
         }
         cx.stats.drop_packet(DropReason::LocalUnhandled);
+        cache.free(pkt);
+    }
+
+    /// Splits an IPv4 packet without DF into fragments that fit the next
+    /// hop's MTU (RFC 791 §3.2, RFC 1812 §4.2.2.7): the first carries all
+    /// options, the rest only those with the copy bit; data in multiples of 8
+    /// bytes; MF on all but the last (on all if the packet was itself a
+    /// non-final fragment); TTL decremented and checksums recomputed.
+    fn fragment_v4(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
+        let net = &cx.tables.networks[meta.network as usize];
+        let Some(nh) = net.next_hops.get(meta.next_hop as usize).copied() else {
+            cache.free(pkt);
+            return;
+        };
+        let Some(mac) = resolve(net, &nh, meta, cx.neighbours) else {
+            cx.stats.drop_packet(DropReason::NeighbourUnresolved);
+            self.solicit(cx, cache, meta, emit);
+            cache.free(pkt);
+            return;
+        };
+        let l3 = meta.l3_offset as usize;
+        let ip = &pkt.data()[l3..l3 + meta.l3_len as usize];
+        let hl = ((ip[0] & 0x0f) as usize) * 4;
+        let mtu = nh.mtu as usize;
+        // The options later fragments carry: those with the copy bit.
+        let mut copied = [0u8; 40];
+        let mut copied_len = 0;
+        let mut o = 20;
+        while o < hl {
+            match ip[o] {
+                0 => break,
+                1 => o += 1,
+                kind => {
+                    let len = ip.get(o + 1).copied().unwrap_or(0) as usize;
+                    if len < 2 || o + len > hl {
+                        break;
+                    }
+                    if kind & 0x80 != 0 {
+                        copied[copied_len..copied_len + len].copy_from_slice(&ip[o..o + len]);
+                        copied_len += len;
+                    }
+                    o += len;
+                }
+            }
+        }
+        let later_hl = 20 + copied_len.next_multiple_of(4);
+        if mtu < hl + 8 || mtu < later_hl + 8 {
+            cx.stats.drop_packet(DropReason::FragmentFailed);
+            cache.free(pkt);
+            return;
+        }
+        let frag_field = u16::from_be_bytes([ip[6], ip[7]]);
+        let base_offset = (frag_field & 0x1fff) as usize * 8;
+        let more_after = frag_field & 0x2000 != 0;
+        let payload = &ip[hl..];
+        let mut done = 0;
+        let mut first = true;
+        while done < payload.len() {
+            let this_hl = if first { hl } else { later_hl };
+            let room = (mtu - this_hl) / 8 * 8;
+            let take = room.min(payload.len() - done);
+            let last = done + take == payload.len();
+            let Some(mut f) = cache.alloc() else {
+                cx.stats.drop_packet(DropReason::NoBuffer);
+                break;
+            };
+            let Some(buf) = f.reset(14 + this_hl + take) else {
+                cache.free(f);
+                break;
+            };
+            buf[0..6].copy_from_slice(&mac);
+            buf[6..12].copy_from_slice(&nh.src_mac);
+            buf[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+            let h = &mut buf[14..14 + this_hl];
+            h[..20].copy_from_slice(&ip[..20]);
+            if first {
+                h[20..].copy_from_slice(&ip[20..hl]);
+            } else {
+                h[20..20 + copied_len].copy_from_slice(&copied[..copied_len]);
+                h[20 + copied_len..].fill(0); // end-of-list padding
+            }
+            h[0] = 0x40 | (this_hl / 4) as u8;
+            h[2..4].copy_from_slice(&((this_hl + take) as u16).to_be_bytes());
+            let mf = !last || more_after;
+            let field = (frag_field & 0x8000)
+                | if mf { 0x2000 } else { 0 }
+                | (((base_offset + done) / 8) as u16 & 0x1fff);
+            h[6..8].copy_from_slice(&field.to_be_bytes());
+            h[8] = ip[8].wrapping_sub(1);
+            h[10..12].fill(0);
+            let c = checksum::checksum(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            buf[14 + this_hl..].copy_from_slice(&payload[done..done + take]);
+            emit(nh.port, f, cache);
+            done += take;
+            first = false;
+        }
+        if done == payload.len() {
+            cx.stats.event(Event::Fragmented);
+        }
         cache.free(pkt);
     }
 
