@@ -100,6 +100,8 @@ pub struct SystemResult {
     pub drops_by_reason: BTreeMap<&'static str, u64>,
     /// Mpps of each measured second, to show the spread.
     pub per_second_mpps: Vec<f64>,
+    /// Resident memory of the whole process (tables, pool, rings), MiB.
+    pub resident_mib: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -270,6 +272,7 @@ pub fn run(
         }
     }
     let s1 = engine.stats();
+    let resident_mib = machine::resident_mib();
     let dt = t0.elapsed().as_secs_f64();
     let cycles = (machine::tsc() - c0) as f64;
     engine.stop();
@@ -300,6 +303,7 @@ pub fn run(
             dropped,
             drops_by_reason,
             per_second_mpps: per_second,
+            resident_mib,
         }],
         machine,
     })
