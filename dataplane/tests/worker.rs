@@ -472,3 +472,47 @@ fn ipv4_without_df_is_fragmented_to_the_egress_mtu() {
     assert_eq!(reassembled, payload);
     assert_eq!(r.worker.stats().events(Event::Fragmented), 1);
 }
+
+#[test]
+fn ipv6_echo_request_to_the_router_is_answered() {
+    let mut r = Rig::new();
+    let client_ip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+    let router_ip: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let mut na = client_ip.octets().to_vec();
+    na.extend_from_slice(&[2, 1]);
+    na.extend_from_slice(&MAC_CLIENT);
+    r.send(
+        0,
+        &client()
+            .ipv6(client_ip, router_ip)
+            .ttl(255)
+            .icmp(136, 0, 0x2000_0000)
+            .payload(&na)
+            .build(),
+    );
+    r.send(
+        0,
+        &client()
+            .ipv6(client_ip, router_ip)
+            .echo_request(9, 3)
+            .payload(b"ping6")
+            .build(),
+    );
+    let out = r.take(0);
+    assert_eq!(out.len(), 1);
+    let expect = PacketBuilder::new(MAC_P0, MAC_CLIENT)
+        .ipv6(router_ip, client_ip)
+        .icmp(129, 0, 9 << 16 | 3)
+        .payload(b"ping6")
+        .build();
+    assert_eq!(out[0], expect);
+    // A corrupted checksum is not answered.
+    let mut bad = client()
+        .ipv6(client_ip, router_ip)
+        .echo_request(9, 4)
+        .payload(b"ping6")
+        .build();
+    bad[54 + 2] ^= 0xff;
+    r.send(0, &bad);
+    assert!(r.take(0).is_empty());
+}

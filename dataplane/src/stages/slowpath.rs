@@ -28,8 +28,10 @@ use crate::buf::{Packet, PoolCache};
 use crate::state::neighbour::Family;
 use crate::state::ratelimit::TokenBucket;
 use crate::stats::{DropReason, Event};
-use crate::tables::{Network, PortId, Tables};
-use crate::wire::{checksum, ethertype, ip_proto};
+use crate::tables::{PortId, Tables};
+use crate::wire::ethernet::EthernetAddress;
+use crate::wire::{arp, checksum, ethernet, ethertype, icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Per-worker slow-path state.
 pub struct SlowPath {
@@ -44,13 +46,6 @@ const ICMP4_UNREACHABLE: u8 = 3;
 const ICMP6_UNREACHABLE: u8 = 1;
 const ICMP6_TOO_BIG: u8 = 2;
 const ICMP6_TIME_EXCEEDED: u8 = 3;
-const ND_NS: u8 = 135;
-const ND_NA: u8 = 136;
-
-#[inline]
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
-}
 
 impl SlowPath {
     pub fn new(tables: &Tables) -> SlowPath {
@@ -142,49 +137,49 @@ impl SlowPath {
         emit: &mut Emit<'_>,
     ) {
         let l3 = meta.l3_offset as usize;
-        let d = pkt.data();
-        if d.len() < l3 + 28
-            || be16(d, l3) != 1
-            || be16(d, l3 + 2) != ethertype::IPV4
-            || d[l3 + 4] != 6
-            || d[l3 + 5] != 4
-        {
+        let parsed = arp::Packet::new_checked(&pkt.data()[l3..]).and_then(|p| arp::Repr::parse(&p));
+        let Ok(req) = parsed else {
             cx.stats.drop_packet(DropReason::ArpInvalid);
             cache.free(pkt);
             return;
-        }
-        let op = be16(d, l3 + 6);
-        let sha: [u8; 6] = d[l3 + 8..l3 + 14].try_into().unwrap_or([0; 6]);
-        let spa = u32::from_be_bytes(d[l3 + 14..l3 + 18].try_into().unwrap_or([0; 4]));
-        let tpa = u32::from_be_bytes(d[l3 + 24..l3 + 28].try_into().unwrap_or([0; 4]));
+        };
         let Some(port) = cx.tables.port(pkt.rx_port) else {
             cx.stats.drop_packet(DropReason::UnknownPort);
             cache.free(pkt);
             return;
         };
-        if sha[0] & 1 != 0 || (op != 1 && op != 2) {
+        if !req.source_hw.is_unicast() || matches!(req.operation, arp::Operation::Unknown(_)) {
             cx.stats.drop_packet(DropReason::ArpInvalid);
             cache.free(pkt);
             return;
         }
-        if spa != 0 {
-            cx.neighbours
-                .learn(meta.network, Family::V4, spa as u128, sha, cx.now_ns);
+        if !req.source_ip.is_unspecified() {
+            cx.neighbours.learn(
+                meta.network,
+                Family::V4,
+                u32::from(req.source_ip) as u128,
+                req.source_hw.0,
+                cx.now_ns,
+            );
             cx.stats.event(Event::NeighbourLearned);
         }
-        if op == 1 && port.owns_v4(tpa.into()) {
+        if req.operation == arp::Operation::Request && port.owns_v4(req.target_ip) {
             // Answer in place: the request's buffer becomes the reply.
             let rx_port = pkt.rx_port;
-            let mac = port.mac;
-            let d = pkt.data_mut();
-            d[0..6].copy_from_slice(&sha);
-            d[6..12].copy_from_slice(&mac);
-            d[l3 + 6..l3 + 8].copy_from_slice(&2u16.to_be_bytes());
-            d[l3 + 18..l3 + 24].copy_from_slice(&sha);
-            d[l3 + 24..l3 + 28].copy_from_slice(&spa.to_be_bytes());
-            d[l3 + 8..l3 + 14].copy_from_slice(&mac);
-            d[l3 + 14..l3 + 18].copy_from_slice(&tpa.to_be_bytes());
+            let mac = EthernetAddress(port.mac);
             untag(&mut pkt, l3);
+            let reply = arp::Repr {
+                operation: arp::Operation::Reply,
+                source_hw: mac,
+                source_ip: req.target_ip,
+                target_hw: req.source_hw,
+                target_ip: req.source_ip,
+            };
+            let f = pkt.data_mut();
+            write_eth(f, req.source_hw.0, port.mac, ethertype::ARP);
+            reply.emit(&mut arp::Packet::new_unchecked(
+                &mut f[14..14 + arp::ETHERNET_IPV4_LEN],
+            ));
             cx.stats.event(Event::ArpReplySent);
             emit(rx_port, pkt, cache);
         } else {
@@ -215,8 +210,12 @@ impl SlowPath {
                 {
                     self.echo_reply(cx, cache, pkt, meta, emit)
                 }
-                Some(&ND_NS) => self.neighbour_solicit(cx, cache, pkt, meta, emit),
-                Some(&ND_NA) => self.neighbour_advert(cx, cache, pkt, meta),
+                Some(&icmpv6::message::NEIGHBOR_SOLICIT) => {
+                    self.neighbour_solicit(cx, cache, pkt, meta, emit)
+                }
+                Some(&icmpv6::message::NEIGHBOR_ADVERT) => {
+                    self.neighbour_advert(cx, cache, pkt, meta)
+                }
                 _ => {
                     cx.stats.drop_packet(DropReason::LocalUnhandled);
                     cache.free(pkt);
@@ -244,40 +243,37 @@ impl SlowPath {
             meta.l3_offset as usize + meta.l3_len as usize,
         );
         let d = pkt.data_mut();
+        let (header, message) = d[l3..end].split_at_mut(l4 - l3);
         if meta.family == 4 {
-            if !checksum::verify(&d[l4..end]) {
+            let mut icmp = icmpv4::Packet::new_unchecked(message);
+            if !icmp.verify_checksum() {
                 cx.stats.drop_packet(DropReason::L4Header);
                 cache.free(pkt);
                 return;
             }
-            let (src, dst) = (meta.src as u32, meta.dst as u32);
-            d[l3 + 12..l3 + 16].copy_from_slice(&dst.to_be_bytes());
-            d[l3 + 16..l3 + 20].copy_from_slice(&src.to_be_bytes());
-            d[l3 + 8] = 64;
-            d[l3 + 10..l3 + 12].fill(0);
-            let c = checksum::checksum(&d[l3..l4]);
-            d[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-            // Type 8 -> 0: the checksum changes by the type word.
-            let old = be16(d, l4);
-            d[l4] = 0;
-            let c = checksum::update16(be16(d, l4 + 2), old, be16(d, l4));
-            d[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+            icmp.set_type_code_incremental(icmpv4::message::ECHO_REPLY, 0);
+            let mut ip = ipv4::Packet::new_unchecked(header);
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            ip.set_src_addr(dst);
+            ip.set_dst_addr(src);
+            ip.set_ttl(64);
+            ip.fill_checksum();
         } else {
-            let src: [u8; 16] = d[l3 + 8..l3 + 24].try_into().unwrap_or([0; 16]);
-            let dst: [u8; 16] = d[l3 + 24..l3 + 40].try_into().unwrap_or([0; 16]);
-            let pseudo = checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, (end - l4) as u32);
-            if checksum::fold(checksum::sum(&d[l4..end], pseudo)) != 0xffff {
+            let (src, dst) = (meta.src.to_be_bytes(), meta.dst.to_be_bytes());
+            let mut icmp = icmpv6::Packet::new_unchecked(message);
+            if !icmp.verify_checksum(src, dst) {
                 cx.stats.drop_packet(DropReason::L4Header);
                 cache.free(pkt);
                 return;
             }
-            d[l3 + 8..l3 + 24].copy_from_slice(&dst);
-            d[l3 + 24..l3 + 40].copy_from_slice(&src);
-            d[l3 + 7] = 64;
-            let old = be16(d, l4);
-            d[l4] = 129;
-            let c = checksum::update16(be16(d, l4 + 2), old, be16(d, l4));
-            d[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+            icmp.set_msg_type(icmpv6::message::ECHO_REPLY);
+            icmp.fill_checksum(dst, src);
+            // Only the fixed header's addresses: an echo request with
+            // extension headers is answered without them reordered.
+            let mut ip = ipv6::Packet::new_unchecked(&mut header[..40]);
+            ip.set_src_addr(Ipv6Addr::from(dst));
+            ip.set_dst_addr(Ipv6Addr::from(src));
+            ip.set_hop_limit(64);
         }
         let mut m = *meta;
         core::mem::swap(&mut m.src, &mut m.dst);
@@ -295,26 +291,21 @@ impl SlowPath {
         meta: &PacketMeta,
         emit: &mut Emit<'_>,
     ) {
-        let (l3, l4, end) = (
-            meta.l3_offset as usize,
-            meta.l4_offset as usize,
-            meta.l3_offset as usize + meta.l3_len as usize,
-        );
         let Some(port) = cx.tables.port(pkt.rx_port) else {
             cx.stats.drop_packet(DropReason::UnknownPort);
             cache.free(pkt);
             return;
         };
-        let d = pkt.data();
-        // RFC 4861 §7.1.1: hop limit 255, code 0, length >= 24, checksum.
-        if !nd_valid(d, meta, l3, l4, end, 24) {
+        let Some(icmpv6::Repr::NeighborSolicit {
+            target,
+            source_lladdr,
+        }) = parse_nd(pkt.data(), meta)
+        else {
             cx.stats.drop_packet(DropReason::NdInvalid);
             cache.free(pkt);
             return;
-        }
-        let target = u128::from_be_bytes(d[l4 + 8..l4 + 24].try_into().unwrap_or([0; 16]));
-        let source_lla = nd_option(&d[l4 + 24..end], 1);
-        if let Some(mac) = source_lla {
+        };
+        if let Some(mac) = source_lladdr {
             if meta.src != 0 {
                 cx.neighbours
                     .learn(meta.network, Family::V6, meta.src, mac, cx.now_ns);
@@ -326,38 +317,40 @@ impl SlowPath {
             cache.free(pkt);
             return;
         }
-        // The advertisement: to the soliciting node, or to all-nodes when
-        // the solicitation came from the unspecified address (DAD).
-        let (dst_ip, dst_mac, solicited) = match (meta.src, source_lla) {
-            (0, _) => (
-                0xff02_0000_0000_0000_0000_0000_0000_0001u128,
-                [0x33, 0x33, 0, 0, 0, 1],
-                false,
-            ),
+        // The advertisement (RFC 4861 §7.2.4): to the soliciting node, or to
+        // all-nodes when the solicitation came from the unspecified address
+        // (duplicate address detection), then unsolicited.
+        let d = pkt.data();
+        let (dst_ip, dst_mac, solicited) = match (meta.src, source_lladdr) {
+            (0, _) => (ALL_NODES, [0x33, 0x33, 0, 0, 0, 1], false),
             (src, Some(mac)) => (src, mac, true),
-            (_, None) => (meta.src, [d[6], d[7], d[8], d[9], d[10], d[11]], true),
+            (src, None) => (src, [d[6], d[7], d[8], d[9], d[10], d[11]], true),
         };
+        let mut flags = icmpv6::NeighborFlags::OVERRIDE;
+        if solicited {
+            flags = flags | icmpv6::NeighborFlags::SOLICITED;
+        }
         let rx_port = pkt.rx_port;
-        let mac = port.mac;
-        let len = 14 + 40 + 32;
-        let Some(f) = pkt.reset(len) else {
+        let (mac, src) = (port.mac, u128::from_be_bytes(target));
+        let Some(f) = pkt.reset(14 + 40 + ND_LEN) else {
             cache.free(pkt);
             return;
         };
         write_eth(f, dst_mac, mac, ethertype::IPV6);
-        let flags_word: u32 = if solicited { 0x6000_0000 } else { 0x2000_0000 }; // R=0, S, O=1
-        write_ipv6(f, 14, target, dst_ip, ip_proto::ICMPV6, 32, 255);
-        let m = &mut f[54..86];
-        m[0] = ND_NA;
-        m[1] = 0;
-        m[2..4].fill(0);
-        m[4..8].copy_from_slice(&flags_word.to_be_bytes());
-        m[8..24].copy_from_slice(&target.to_be_bytes());
-        m[24] = 2; // target link-layer address
-        m[25] = 1;
-        m[26..32].copy_from_slice(&mac);
-        let c = icmpv6_checksum(target, dst_ip, m);
-        m[2..4].copy_from_slice(&c.to_be_bytes());
+        write_ipv6(f, src, dst_ip, ND_LEN, 255);
+        if icmpv6::emit_neighbor_advert(
+            &mut f[54..],
+            target,
+            dst_ip.to_be_bytes(),
+            flags,
+            target,
+            Some(mac),
+        )
+        .is_err()
+        {
+            cache.free(pkt);
+            return;
+        }
         cx.stats.event(Event::NdAdvertSent);
         emit(rx_port, pkt, cache);
     }
@@ -369,24 +362,26 @@ impl SlowPath {
         pkt: Packet,
         meta: &PacketMeta,
     ) {
-        let (l3, l4, end) = (
-            meta.l3_offset as usize,
-            meta.l4_offset as usize,
-            meta.l3_offset as usize + meta.l3_len as usize,
-        );
-        let d = pkt.data();
-        if !nd_valid(d, meta, l3, l4, end, 24) {
-            cx.stats.drop_packet(DropReason::NdInvalid);
-            cache.free(pkt);
-            return;
+        match parse_nd(pkt.data(), meta) {
+            Some(icmpv6::Repr::NeighborAdvert {
+                target,
+                target_lladdr,
+                ..
+            }) => {
+                if let Some(mac) = target_lladdr {
+                    cx.neighbours.learn(
+                        meta.network,
+                        Family::V6,
+                        u128::from_be_bytes(target),
+                        mac,
+                        cx.now_ns,
+                    );
+                    cx.stats.event(Event::NeighbourLearned);
+                }
+                cx.stats.drop_packet(DropReason::LocalUnhandled);
+            }
+            _ => cx.stats.drop_packet(DropReason::NdInvalid),
         }
-        let target = u128::from_be_bytes(d[l4 + 8..l4 + 24].try_into().unwrap_or([0; 16]));
-        if let Some(mac) = nd_option(&d[l4 + 24..end], 2) {
-            cx.neighbours
-                .learn(meta.network, Family::V6, target, mac, cx.now_ns);
-            cx.stats.event(Event::NeighbourLearned);
-        }
-        cx.stats.drop_packet(DropReason::LocalUnhandled);
         cache.free(pkt);
     }
 
@@ -497,8 +492,6 @@ impl SlowPath {
         cache.free(pkt);
     }
 
-    /// Sends an ARP request or neighbour solicitation for the next hop of
-    /// `meta`, at most once per retransmission interval per address.
     fn solicit(
         &mut self,
         cx: &Context<'_>,
@@ -533,48 +526,47 @@ impl SlowPath {
             return;
         };
         if meta.family == 4 {
-            let Some(src) = port.v4_source_for((target as u32).into()) else {
+            let target = Ipv4Addr::from(target as u32);
+            let (Some(src), Some(f)) = (port.v4_source_for(target), pkt.reset(60)) else {
                 cache.free(pkt);
                 return;
             };
-            let Some(f) = pkt.reset(60) else { return };
-            f.fill(0);
+            f.fill(0); // the minimum frame's padding
             write_eth(f, [0xff; 6], port.mac, ethertype::ARP);
-            f[14..16].copy_from_slice(&1u16.to_be_bytes());
-            f[16..18].copy_from_slice(&ethertype::IPV4.to_be_bytes());
-            f[18] = 6;
-            f[19] = 4;
-            f[20..22].copy_from_slice(&1u16.to_be_bytes());
-            f[22..28].copy_from_slice(&port.mac);
-            f[28..32].copy_from_slice(&u32::from(src).to_be_bytes());
-            f[38..42].copy_from_slice(&(target as u32).to_be_bytes());
+            let request = arp::Repr {
+                operation: arp::Operation::Request,
+                source_hw: EthernetAddress(port.mac),
+                source_ip: src,
+                target_hw: EthernetAddress([0; 6]),
+                target_ip: target,
+            };
+            request.emit(&mut arp::Packet::new_unchecked(
+                &mut f[14..14 + arp::ETHERNET_IPV4_LEN],
+            ));
             cx.stats.event(Event::ArpRequestSent);
         } else {
-            // To the solicited-node multicast group ff02::1:ffXX:XXXX.
-            let group = 0xff02_0000_0000_0000_0000_0001_ff00_0000u128 | (target & 0x00ff_ffff);
-            let gmac = [
-                0x33,
-                0x33,
-                0xff,
-                (target >> 16) as u8,
-                (target >> 8) as u8,
-                target as u8,
-            ];
+            let target = target.to_be_bytes();
+            let group = icmpv6::solicited_node(target);
+            let gmac = [0x33, 0x33, group[12], group[13], group[14], group[15]];
             let src = u128::from(port.primary_v6());
-            let Some(f) = pkt.reset(14 + 40 + 32) else {
+            let Some(f) = pkt.reset(14 + 40 + ND_LEN) else {
+                cache.free(pkt);
                 return;
             };
             write_eth(f, gmac, port.mac, ethertype::IPV6);
-            write_ipv6(f, 14, src, group, ip_proto::ICMPV6, 32, 255);
-            let m = &mut f[54..86];
-            m[0] = ND_NS;
-            m[1..8].fill(0);
-            m[8..24].copy_from_slice(&target.to_be_bytes());
-            m[24] = 1; // source link-layer address
-            m[25] = 1;
-            m[26..32].copy_from_slice(&port.mac);
-            let c = icmpv6_checksum(src, group, m);
-            m[2..4].copy_from_slice(&c.to_be_bytes());
+            write_ipv6(f, src, u128::from_be_bytes(group), ND_LEN, 255);
+            if icmpv6::emit_neighbor_solicit(
+                &mut f[54..],
+                src.to_be_bytes(),
+                group,
+                target,
+                Some(port.mac),
+            )
+            .is_err()
+            {
+                cache.free(pkt);
+                return;
+            }
             cx.stats.event(Event::NdSolicitSent);
         }
         emit(nh.port, pkt, cache);
@@ -625,63 +617,47 @@ impl SlowPath {
             };
             // RFC 1812 §4.3.2.3: quote as much as fits in 576 bytes.
             let quote = orig.len().min(576 - 28);
-            let len = 14 + 28 + quote;
-            out.reset(len).map(|f| {
+            out.reset(14 + 28 + quote).map(|f| {
                 write_eth(f, [0; 6], [0; 6], ethertype::IPV4);
-                let ip = &mut f[14..34];
-                ip[0] = 0x45;
-                ip[1] = 0xc0; // internetwork control
-                ip[2..4].copy_from_slice(&((28 + quote) as u16).to_be_bytes());
-                ip[4..8].fill(0);
-                ip[8] = 64;
-                ip[9] = ip_proto::ICMP;
-                ip[10..12].fill(0);
-                ip[12..16].copy_from_slice(&u32::from(src).to_be_bytes());
-                ip[16..20].copy_from_slice(&(meta.src as u32).to_be_bytes());
-                let c = checksum::checksum(ip);
-                ip[10..12].copy_from_slice(&c.to_be_bytes());
-                let icmp = &mut f[34..];
-                icmp[0] = icmp_type;
-                icmp[1] = code;
-                icmp[2..4].fill(0);
-                icmp[4..8].copy_from_slice(&rest.to_be_bytes());
-                icmp[8..].copy_from_slice(&orig[..quote]);
-                let c = checksum::checksum(icmp);
-                icmp[2..4].copy_from_slice(&c.to_be_bytes());
+                let ip = ipv4::Repr {
+                    src_addr: src,
+                    dst_addr: Ipv4Addr::from(meta.src as u32),
+                    protocol: ip_proto::ICMP,
+                    payload_len: 8 + quote,
+                    ttl: 64,
+                    dscp: 0x30, // CS6, internetwork control (RFC 1812 §4.3.2.5)
+                    ecn: 0,
+                    ident: 0,
+                    dont_frag: false,
+                    more_frags: false,
+                    frag_offset: 0,
+                    options: ipv4::Options::EMPTY,
+                };
+                ip.emit(&mut ipv4::Packet::new_unchecked(&mut f[14..34]));
+                icmpv4::emit_error(&mut f[34..], icmp_type, code, rest, &orig[..quote]);
                 m.src = u32::from(src) as u128;
                 m.proto = ip_proto::ICMP;
                 m.l3_len = (28 + quote) as u16;
             })
         } else {
-            let src = port
-                .ipv6
-                .iter()
-                .map(|(a, _)| u128::from(*a))
-                .next()
-                .unwrap_or_else(|| u128::from(port.ipv6_link_local));
+            let src = port.primary_v6();
             // RFC 4443 §2.4(c): as much as fits in the minimum MTU.
-            let quote = orig.len().min(1280 - 48);
-            let len = 14 + 48 + quote;
-            out.reset(len).map(|f| {
+            let quote = orig.len().min(icmpv6::MAX_ERROR_LEN - 8);
+            out.reset(14 + 48 + quote).map(|f| {
                 write_eth(f, [0; 6], [0; 6], ethertype::IPV6);
-                write_ipv6(
-                    f,
-                    14,
-                    src,
-                    meta.src,
-                    ip_proto::ICMPV6,
-                    (8 + quote) as u16,
-                    64,
+                write_ipv6(f, u128::from(src), meta.src, 8 + quote, 64);
+                let (s, d) = (src.octets(), meta.src.to_be_bytes());
+                icmpv6::emit_error(
+                    &mut f[54..],
+                    s,
+                    d,
+                    icmp_type,
+                    code,
+                    rest,
+                    &orig[..quote],
+                    icmpv6::MAX_ERROR_LEN,
                 );
-                let icmp = &mut f[54..];
-                icmp[0] = icmp_type;
-                icmp[1] = code;
-                icmp[2..4].fill(0);
-                icmp[4..8].copy_from_slice(&rest.to_be_bytes());
-                icmp[8..].copy_from_slice(&orig[..quote]);
-                let c = icmpv6_checksum(src, meta.src, icmp);
-                icmp[2..4].copy_from_slice(&c.to_be_bytes());
-                m.src = src;
+                m.src = u128::from(src);
                 m.proto = ip_proto::ICMPV6;
                 m.l3_len = (48 + quote) as u16;
             })
@@ -738,7 +714,7 @@ impl SlowPath {
             }
         }
         let nh = net.next_hops[m.next_hop as usize];
-        match next_hop_mac(net, &nh, &m, cx) {
+        match resolve(net, &nh, &m, cx.neighbours) {
             Some(mac) => {
                 let d = pkt.data_mut();
                 d[0..6].copy_from_slice(&mac);
@@ -754,15 +730,6 @@ impl SlowPath {
     }
 }
 
-fn next_hop_mac(
-    net: &Network,
-    nh: &crate::tables::NextHop,
-    m: &PacketMeta,
-    cx: &Context<'_>,
-) -> Option<[u8; 6]> {
-    resolve(net, nh, m, cx.neighbours)
-}
-
 /// Removes VLAN tags in front of `l3` so the frame leaves untagged.
 fn untag(pkt: &mut Packet, l3: usize) {
     if l3 > 14 {
@@ -772,81 +739,53 @@ fn untag(pkt: &mut Packet, l3: usize) {
     }
 }
 
-fn write_eth(f: &mut [u8], dst: [u8; 6], src: [u8; 6], et: u16) {
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&et.to_be_bytes());
+fn write_eth(f: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
+    let repr = ethernet::Repr {
+        dst_addr: EthernetAddress(dst),
+        src_addr: EthernetAddress(src),
+        ethertype,
+    };
+    repr.emit(&mut ethernet::Frame::new_unchecked(
+        &mut f[..ethernet::HEADER_LEN],
+    ));
 }
 
-fn write_ipv6(
-    f: &mut [u8],
-    at: usize,
-    src: u128,
-    dst: u128,
-    next: u8,
-    payload: u16,
-    hop_limit: u8,
-) {
-    let h = &mut f[at..at + 40];
-    h[0..4].copy_from_slice(&(6u32 << 28).to_be_bytes());
-    h[4..6].copy_from_slice(&payload.to_be_bytes());
-    h[6] = next;
-    h[7] = hop_limit;
-    h[8..24].copy_from_slice(&src.to_be_bytes());
-    h[24..40].copy_from_slice(&dst.to_be_bytes());
+/// Writes an IPv6 header carrying ICMPv6 after the Ethernet header.
+fn write_ipv6(f: &mut [u8], src: u128, dst: u128, payload_len: usize, hop_limit: u8) {
+    let repr = ipv6::Repr {
+        src_addr: Ipv6Addr::from(src),
+        dst_addr: Ipv6Addr::from(dst),
+        next_header: ip_proto::ICMPV6,
+        payload_len,
+        hop_limit,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    repr.emit(&mut ipv6::Packet::new_unchecked(&mut f[14..54]));
 }
 
-fn icmpv6_checksum(src: u128, dst: u128, msg: &[u8]) -> u16 {
-    let pseudo = checksum::pseudo_header_v6(
-        src.to_be_bytes(),
-        dst.to_be_bytes(),
-        ip_proto::ICMPV6,
-        msg.len() as u32,
+/// The all-nodes multicast address, ff02::1.
+const ALL_NODES: u128 = 0xff02_0000_0000_0000_0000_0000_0000_0001;
+
+/// An NS or NA with a source/target link-layer option: 24 + 8 bytes.
+const ND_LEN: usize = 32;
+
+/// Reads a neighbour discovery message after the checks of RFC 4861 §7.1:
+/// hop limit 255, not fragmented, a valid checksum, code 0, well-formed
+/// options, a unicast target (the last three in `icmpv6::Repr::parse`).
+fn parse_nd(d: &[u8], meta: &PacketMeta) -> Option<icmpv6::Repr> {
+    if meta.ttl != 255 || meta.flags & flags::FRAGMENT != 0 {
+        return None;
+    }
+    let (l4, end) = (
+        meta.l4_offset as usize,
+        meta.l3_offset as usize + meta.l3_len as usize,
     );
-    !checksum::fold(checksum::sum(msg, pseudo))
-}
-
-/// RFC 4861 validity checks common to NS and NA.
-fn nd_valid(d: &[u8], meta: &PacketMeta, l3: usize, l4: usize, end: usize, min: usize) -> bool {
-    if meta.ttl != 255
-        || end < l4 + min
-        || d.len() < end
-        || d[l4 + 1] != 0
-        || meta.flags & flags::FRAGMENT != 0
-    {
-        return false;
+    let msg = icmpv6::Packet::new_checked(d.get(l4..end)?).ok()?;
+    if !msg.verify_checksum(meta.src.to_be_bytes(), meta.dst.to_be_bytes()) {
+        return None;
     }
-    let src: [u8; 16] = d[l3 + 8..l3 + 24].try_into().unwrap_or([0; 16]);
-    let dst: [u8; 16] = d[l3 + 24..l3 + 40].try_into().unwrap_or([0; 16]);
-    let pseudo = checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, (end - l4) as u32);
-    if checksum::fold(checksum::sum(&d[l4..end], pseudo)) != 0xffff {
-        return false;
-    }
-    // Options must each have a non-zero length and fit.
-    let mut o = &d[l4 + min..end];
-    while o.len() >= 2 {
-        let len = o[1] as usize * 8;
-        if len == 0 || len > o.len() {
-            return false;
-        }
-        o = &o[len..];
-    }
-    o.is_empty()
-}
-
-/// The link-layer address in ND option `kind` (1 source, 2 target).
-fn nd_option(mut o: &[u8], kind: u8) -> Option<[u8; 6]> {
-    while o.len() >= 8 {
-        let len = o[1] as usize * 8;
-        if len == 0 || len > o.len() {
-            return None;
-        }
-        if o[0] == kind && len >= 8 {
-            return Some([o[2], o[3], o[4], o[5], o[6], o[7]]);
-        }
-        o = &o[len..];
-    }
-    None
+    icmpv6::Repr::parse(&msg).ok()
 }
 
 /// Whether an ICMP error may be sent about this packet.
