@@ -22,7 +22,7 @@ use sluice_dataplane::stats::StatsSnapshot;
 use sluice_dataplane::tables::cell::TableCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why a request was refused.
 #[derive(Debug)]
@@ -184,16 +184,13 @@ impl Controller {
         let mut changes = Vec::with_capacity(batch.len());
         for change in &batch {
             let key = change.key();
-            let value = match next.get(&key) {
-                Some(so) => Some(
-                    serde_json::to_vec(&Record {
-                        revision: so.revision,
-                        object: so.object.to_value(),
-                    })
-                    .expect("objects serialise"),
-                ),
-                None => None,
-            };
+            let value = next.get(&key).map(|so| {
+                serde_json::to_vec(&Record {
+                    revision: so.revision,
+                    object: so.object.to_value(),
+                })
+                .expect("objects serialise")
+            });
             changes.push((store_key(&key), value));
         }
         let stored = inner.store.commit(&changes)?;
@@ -212,16 +209,11 @@ impl Controller {
     }
 
     /// Waits until every worker runs `generation` (or newer); `false` on
-    /// timeout.
+    /// timeout. Once it returns `true` the generation is acknowledged: every
+    /// packet a worker receives from then on is forwarded by it or a newer
+    /// one (see `sluice_dataplane::tables::cell`).
     pub fn wait_for_workers(&self, generation: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.tables.oldest_running() < generation {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        true
+        self.tables.wait_for(generation, timeout)
     }
 
     pub fn revision(&self) -> u64 {

@@ -78,8 +78,24 @@ impl Engine {
         P: Stage + 'static,
         F: Fn() -> P + Send + Clone + 'static,
     {
+        Engine::start_with_cell(ports, TableCell::new(tables), cfg, pipeline)
+    }
+
+    /// Starts workers serving `ports` (index = port id) with the tables
+    /// published in `cell`, which the caller (the control plane) keeps
+    /// publishing to. Every worker has registered its reader when this
+    /// returns, so [`TableCell::wait_for`] from then on waits for all of them.
+    pub fn start_with_cell<P, F>(
+        ports: Vec<Arc<dyn Port>>,
+        cell: Arc<TableCell>,
+        cfg: &EngineConfig,
+        pipeline: F,
+    ) -> Result<Engine, PortError>
+    where
+        P: Stage + 'static,
+        F: Fn() -> P + Send + Clone + 'static,
+    {
         let workers = cfg.workers.max(1);
-        let cell = TableCell::new(tables);
         let neighbours = Arc::new(NeighbourCache::new(cfg.neighbour_capacity));
         let pool = PacketPool::new("engine", cfg.pool_size);
         let mut rx: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
@@ -146,7 +162,9 @@ impl Engine {
         self.ports.iter().map(|p| (p.info(), p.stats())).collect()
     }
 
-    /// Publishes a new table generation; workers pick it up within a burst.
+    /// Publishes a new table generation; workers pick it up at their next
+    /// poll. [`TableCell::wait_for`] on [`tables`](Engine::tables) waits
+    /// until all of them run it.
     pub fn publish(&self, tables: Tables) -> u64 {
         self.tables.publish(tables)
     }

@@ -17,6 +17,7 @@ pub mod io;
 pub mod stages;
 pub mod state;
 pub mod stats;
+mod sync;
 pub mod tables;
 pub mod testing;
 pub mod wire;

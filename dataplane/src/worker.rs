@@ -14,7 +14,12 @@
 //!
 //! [`Worker::poll`] is the loop's body and takes the time as an argument, so
 //! tests drive a worker deterministically; [`spawn`] runs it on a pinned
-//! thread until stopped.
+//! thread until stopped, yielding the core once every 64 empty polls in a
+//! row (at once back on a core of its own; on a shared core the control
+//! plane gets to run without waiting for the scheduler to preempt a spinning
+//! worker). Step 1 runs on every poll, idle or not, and before any receive:
+//! that is what lets the control plane's acknowledgement of a generation
+//! (see [`crate::tables::cell`]) cover every packet received after it.
 
 use crate::buf::{Batch, Packet, PacketPool, PoolCache};
 use crate::io::{RxQueue, TxQueue};
@@ -263,6 +268,9 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// Empty polls in a row after which an idle worker yields its core once.
+const IDLE_POLLS_PER_YIELD: u32 = 64;
+
 /// Starts a worker on its own thread, pinned to `spec.core` if given.
 pub fn spawn<P, F>(spec: WorkerSpec, make_pipeline: F) -> std::io::Result<WorkerHandle>
 where
@@ -284,12 +292,22 @@ where
                 let mut w = Worker::new(spec, make_pipeline());
                 let _ = stats_tx.send(w.stats());
                 let start = Instant::now();
-                let mut polls = 0u32;
+                let mut idle_polls = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     let now = start.elapsed().as_nanos() as u64;
                     if w.poll(now) == 0 {
-                        polls = polls.wrapping_add(1);
-                        core::hint::spin_loop();
+                        idle_polls = idle_polls.wrapping_add(1);
+                        if idle_polls.is_multiple_of(IDLE_POLLS_PER_YIELD) {
+                            // On a core of its own this returns at once; on
+                            // a shared one it lets the control plane run
+                            // (publish, acknowledge) without waiting for the
+                            // scheduler to preempt a spinning worker.
+                            std::thread::yield_now();
+                        } else {
+                            core::hint::spin_loop();
+                        }
+                    } else {
+                        idle_polls = 0;
                     }
                 }
                 w.shutdown();
