@@ -78,8 +78,22 @@ impl Engine {
         P: Stage + 'static,
         F: Fn() -> P + Send + Clone + 'static,
     {
+        Engine::start_with_cell(ports, TableCell::new(tables), cfg, pipeline)
+    }
+
+    /// Starts workers serving `ports` with the tables published in `cell`
+    /// (the control plane's cell, so its publishes reach these workers).
+    pub fn start_with_cell<P, F>(
+        ports: Vec<Arc<dyn Port>>,
+        cell: Arc<TableCell>,
+        cfg: &EngineConfig,
+        pipeline: F,
+    ) -> Result<Engine, PortError>
+    where
+        P: Stage + 'static,
+        F: Fn() -> P + Send + Clone + 'static,
+    {
         let workers = cfg.workers.max(1);
-        let cell = TableCell::new(tables);
         let neighbours = Arc::new(NeighbourCache::new(cfg.neighbour_capacity));
         let pool = PacketPool::new("engine", cfg.pool_size);
         let mut rx: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
