@@ -253,6 +253,110 @@ backend = "{p1}"
 }
 
 #[test]
+fn kill9_during_applies_loses_no_acknowledged_change() {
+    use sluice_control::api::client::{connect, ClientTls};
+    use sluice_control::api::pb;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempdir("daemon-crash");
+    let api = format!("unix:{}", dir.join("api.sock").display());
+    let config = dir.join("sluiced.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[api]\nlisten = [\"{api}\"]\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let client = {
+        let (acked, api) = (acked.clone(), api.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut c = connect(&api, &ClientTls::default()).await.unwrap();
+                for i in 0..10_000u32 {
+                    let name = format!("r{i}");
+                    let json = serde_json::json!({
+                        "apiVersion": "sluice.dev/v1",
+                        "kind": "Route",
+                        "metadata": {"name": name},
+                        "spec": {
+                            "destination": format!("30.{}.{}.0/24", i / 256, i % 256),
+                            "type": "Blackhole",
+                        },
+                    });
+                    let req = pb::ApplyRequest {
+                        objects: vec![pb::Object {
+                            key: None,
+                            json: json.to_string(),
+                            revision: 0,
+                        }],
+                        ..Default::default()
+                    };
+                    match c.apply(req).await {
+                        Ok(r) => acked.lock().unwrap().push((name, r.into_inner().revision)),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 25 {
+        assert!(Instant::now() < deadline, "applies are too slow");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Killed while applies are in flight.
+    d.kill9();
+    client.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+
+    let _d = Daemon::start(&config);
+    let health = sluicectl_ok(&api, &["health"]);
+    let revision: u64 = health
+        .split("revision ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (last_name, last_rev) = acked.last().unwrap();
+    assert!(
+        revision >= *last_rev,
+        "revision {revision} after the restart, {last_rev} acknowledged"
+    );
+    let routes: serde_json::Value =
+        serde_json::from_str(&sluicectl_ok(&api, &["get", "routes", "-o", "json"])).unwrap();
+    let items = routes["items"].as_array().unwrap();
+    assert!(items.len() >= acked.len());
+    for (name, _) in &acked {
+        assert!(
+            items.iter().any(|o| o["metadata"]["name"] == name.as_str()),
+            "acknowledged {name} is missing after kill -9"
+        );
+    }
+    let table = sluicectl_ok(&api, &["get", "route", last_name]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row,
+        [
+            "Route",
+            "-",
+            last_name.as_str(),
+            last_rev.to_string().as_str()
+        ],
+        "the object keeps the revision it was acknowledged with"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn start_up_errors_are_one_line_and_exit_non_zero() {
     let dir = tempdir("daemon-errors");
     let write = |name: &str, text: String| {
