@@ -6,6 +6,7 @@
 
 use super::listen::error_chain;
 use super::pb::control_client::ControlClient;
+use super::service::MAX_MESSAGE;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use tokio::net::UnixStream;
@@ -75,7 +76,7 @@ pub async fn connect(addr: &str, tls: &ClientTls) -> Result<ControlClient<Channe
                     error_chain(&e)
                 )
             })?;
-        return Ok(ControlClient::new(channel));
+        return Ok(client(channel));
     }
     let (url, use_tls) = if let Some(rest) = addr
         .strip_prefix("tcp://")
@@ -108,5 +109,9 @@ pub async fn connect(addr: &str, tls: &ClientTls) -> Result<ControlClient<Channe
         .connect()
         .await
         .map_err(|e| format!("cannot reach sluiced at {addr}: {}", error_chain(&e)))?;
-    Ok(ControlClient::new(channel))
+    Ok(client(channel))
+}
+
+fn client(channel: Channel) -> ControlClient<Channel> {
+    ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
 }

@@ -40,6 +40,9 @@ pub type StatsFeed = Arc<dyn Fn() -> Option<DataplaneSnapshot> + Send + Sync>;
 /// recovers the store file.
 pub type StoreFailureHook = Arc<dyn Fn(&ControlError) + Send + Sync>;
 
+/// The largest request the server reads (and response a client reads).
+pub const MAX_MESSAGE: usize = 256 << 20;
+
 /// How long an apply with `wait` waits for the workers.
 const WAIT_FOR_WORKERS: Duration = Duration::from_secs(5);
 
@@ -74,9 +77,23 @@ impl ControlService {
         self
     }
 
-    /// The tonic server for this service.
+    /// The tonic server for this service. Requests may carry large
+    /// batches (the default limit of 4 MiB is a few thousand objects).
     pub fn into_server(self) -> pb::control_server::ControlServer<ControlService> {
-        pb::control_server::ControlServer::new(self)
+        pb::control_server::ControlServer::new(self).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// Runs `f` on the blocking pool: the controller's lock is held while
+    /// a batch is written to the store (an fsync), so even reads may wait
+    /// for it, and must not do so on the runtime's threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ControlService) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Status::internal(format!("the request did not finish: {e}")))
     }
 
     fn fail(&self, e: ControlError) -> Status {
@@ -253,14 +270,21 @@ impl Control for ControlService {
                 "an empty batch: expected at least one key",
             )));
         }
-        let mut batch = Vec::with_capacity(req.keys.len());
+        let mut keys = Vec::with_capacity(req.keys.len());
         for (i, k) in req.keys.iter().enumerate() {
-            let key = key_from_pb(Some(k), &format!("keys[{i}]"))?;
-            if self.controller.get(&key).is_none() {
-                return Err(Status::not_found(format!("{key}: not found")));
-            }
-            batch.push(Change::Delete(key));
+            keys.push(key_from_pb(Some(k), &format!("keys[{i}]"))?);
         }
+        // Missing objects are NOT_FOUND rather than a refused batch.
+        let batch = self
+            .blocking(move |this| {
+                for key in &keys {
+                    if this.controller.get(key).is_none() {
+                        return Err(Status::not_found(format!("{key}: not found")));
+                    }
+                }
+                Ok(keys.into_iter().map(Change::Delete).collect::<Vec<_>>())
+            })
+            .await??;
         let keys = batch.iter().map(|c| key_to_pb(&c.key())).collect();
         let (applied, running) = self.commit(batch, req.dry_run, req.wait).await?;
         Ok(Response::new(pb::DeleteResponse {
@@ -277,14 +301,17 @@ impl Control for ControlService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let key = key_from_pb(request.get_ref().key.as_ref(), "key")?;
-        let revision = self.controller.revision();
-        match self.controller.get(&key) {
-            Some(so) => Ok(Response::new(pb::GetResponse {
-                object: Some(object_to_pb(&key, &so.object, so.revision)),
-                revision,
-            })),
-            None => Err(Status::not_found(format!("{key}: not found"))),
-        }
+        self.blocking(move |this| {
+            let revision = this.controller.revision();
+            match this.controller.get(&key) {
+                Some(so) => Ok(Response::new(pb::GetResponse {
+                    object: Some(object_to_pb(&key, &so.object, so.revision)),
+                    revision,
+                })),
+                None => Err(Status::not_found(format!("{key}: not found"))),
+            }
+        })
+        .await?
     }
 
     async fn list(
@@ -297,21 +324,24 @@ impl Control for ControlService {
         } else {
             vec![kind_from_pb(&req.kind, "kind")?]
         };
-        let namespace = (!req.namespace.is_empty()).then_some(req.namespace.as_str());
-        let selector = (!req.label_selector.is_empty()).then_some(req.label_selector.as_str());
-        // The revision first: a batch landing during the listing makes the
-        // list newer than the revision, so a watch from it repeats a change
-        // rather than missing one.
-        let revision = self.controller.revision();
-        let mut objects = Vec::new();
-        for kind in kinds {
-            let found = self
-                .controller
-                .list(kind, namespace, selector)
-                .map_err(|e| self.fail(e))?;
-            objects.extend(found.iter().map(stored_to_pb));
-        }
-        Ok(Response::new(pb::ListResponse { objects, revision }))
+        self.blocking(move |this| {
+            let namespace = (!req.namespace.is_empty()).then_some(req.namespace.as_str());
+            let selector = (!req.label_selector.is_empty()).then_some(req.label_selector.as_str());
+            // The revision first: a batch landing during the listing makes
+            // the list newer than the revision, so a watch from it repeats a
+            // change rather than missing one.
+            let revision = this.controller.revision();
+            let mut objects = Vec::new();
+            for kind in kinds {
+                let found = this
+                    .controller
+                    .list(kind, namespace, selector)
+                    .map_err(|e| this.fail(e))?;
+                objects.extend(found.iter().map(stored_to_pb));
+            }
+            Ok(Response::new(pb::ListResponse { objects, revision }))
+        })
+        .await?
     }
 
     type WatchStream = EventStream;
@@ -361,7 +391,7 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
-        Ok(Response::new(self.stats()))
+        Ok(Response::new(self.blocking(|this| this.stats()).await?))
     }
 
     type StreamStatsStream = StatsStream;
@@ -386,7 +416,8 @@ impl Control for ControlService {
                     _ = tx.closed() => return,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
-                if tx.send(Ok(this.stats())).await.is_err() {
+                let sample = this.blocking(|this| this.stats()).await;
+                if tx.send(sample).await.is_err() {
                     return;
                 }
             }
@@ -398,20 +429,23 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
-        let (generation, running) = self.controller.generations();
-        let workers = self
-            .stats
-            .as_ref()
-            .and_then(|f| f())
-            .map_or(0, |s| s.workers.len() as u32);
-        Ok(Response::new(pb::HealthResponse {
-            serving: !*self.shutdown.borrow() && (self.stats.is_none() || workers > 0),
-            revision: self.controller.revision(),
-            generation,
-            running_generation: running,
-            workers,
-            node: self.controller.node().node.name.clone(),
-        }))
+        self.blocking(|this| {
+            let (generation, running) = this.controller.generations();
+            let workers = this
+                .stats
+                .as_ref()
+                .and_then(|f| f())
+                .map_or(0, |s| s.workers.len() as u32);
+            Ok(Response::new(pb::HealthResponse {
+                serving: !*this.shutdown.borrow() && (this.stats.is_none() || workers > 0),
+                revision: this.controller.revision(),
+                generation,
+                running_generation: running,
+                workers,
+                node: this.controller.node().node.name.clone(),
+            }))
+        })
+        .await?
     }
 
     async fn version(

@@ -267,7 +267,10 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, body: impl FnOnce() -> String) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    body: impl FnOnce() -> String + Send + 'static,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
@@ -283,7 +286,15 @@ async fn answer(mut stream: TcpStream, body: impl FnOnce() -> String) -> std::io
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body()),
+        // The sample reads the controller, which may wait on a store write.
+        ("GET", "/metrics") => match tokio::task::spawn_blocking(body).await {
+            Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+            Err(_) => (
+                "500 Internal Server Error",
+                "text/plain; charset=utf-8",
+                "the sample failed\n".to_string(),
+            ),
+        },
         ("GET", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",
