@@ -146,6 +146,9 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
         }
     }
 
+    // The builder names a route by its prefix and network; errors are
+    // reported against the Route object that declared it.
+    let mut route_objects: BTreeMap<String, String> = BTreeMap::new();
     for so in state.iter() {
         match &so.object {
             Object::Route(r) => {
@@ -179,6 +182,15 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
                     }
                 };
                 let dest = r.spec.destination;
+                route_objects.insert(
+                    format!(
+                        "route {}/{} in network {}",
+                        dest.addr(),
+                        dest.prefix_len(),
+                        r.spec.network
+                    ),
+                    object.clone(),
+                );
                 b.route(net, dest.addr(), dest.prefix_len(), target)
                     .map_err(|e| err(&object, "spec.destination", e.message))?;
             }
@@ -203,7 +215,7 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
             f => f.to_string(),
         };
         CompileError {
-            object: e.object,
+            object: route_objects.remove(&e.object).unwrap_or(e.object),
             field,
             message: e.message,
         }
@@ -357,7 +369,9 @@ apiVersion: sluice.dev/v1\nkind: Route\nmetadata: {{name: blue-20}}\nspec: {{net
     fn unreachable_gateways_are_named() {
         let yaml = BASE.replace("gateway: 10.0.1.254", "gateway: 192.168.9.9");
         let e = compile(&state(&yaml), &ctx()).unwrap_err();
-        assert!(e.object.contains("20.0.0.0/8"), "{e}");
+        // The builder's "route 20.0.0.0/8 in network default" is reported
+        // as the Route object that declared it.
+        assert_eq!(e.object, "Route to-20", "{e}");
         assert_eq!(e.field, "spec.nextHops[0].gateway");
     }
 }

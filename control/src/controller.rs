@@ -84,9 +84,11 @@ pub struct Applied {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchEvent {
     pub revision: u64,
-    pub key: String,
+    pub key: ObjectKey,
     /// The object after the change; `None` when it was deleted.
     pub object: Option<Object>,
+    /// The change created the object (it did not exist before the batch).
+    pub created: bool,
 }
 
 /// Reads the workers' counters for the API.
@@ -110,20 +112,46 @@ pub struct Controller {
 struct Record {
     revision: u64,
     object: serde_json::Value,
+    /// The change that wrote this record created the object; watchers
+    /// report it as added rather than modified. (Absent in records written
+    /// before it existed, which read as modifications.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    created: bool,
 }
 
+/// The store key of an object: its display form, `Kind ns/name` or
+/// `Kind name`, which [`parse_store_key`] reverses.
 fn store_key(key: &ObjectKey) -> String {
     key.to_string()
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<(Object, u64), ControlError> {
-    let corrupt = |detail: String| ControlError::CorruptObject {
+fn parse_store_key(key: &str) -> Option<ObjectKey> {
+    let (kind, rest) = key.split_once(' ')?;
+    let kind: Kind = kind.parse().ok()?;
+    if kind.namespaced() {
+        let (ns, name) = rest.split_once('/')?;
+        Some(ObjectKey::namespaced(kind, ns, name))
+    } else {
+        Some(ObjectKey::cluster(kind, rest))
+    }
+}
+
+fn corrupt(key: &str, detail: String) -> ControlError {
+    ControlError::CorruptObject {
         key: key.to_string(),
         detail,
-    };
-    let rec: Record = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let object = Object::from_value(rec.object).map_err(|e| corrupt(e.to_string()))?;
-    Ok((object, rec.revision))
+    }
+}
+
+fn decode_record(key: &str, bytes: &[u8]) -> Result<(Object, Record), ControlError> {
+    let mut rec: Record = serde_json::from_slice(bytes).map_err(|e| corrupt(key, e.to_string()))?;
+    let value = std::mem::take(&mut rec.object);
+    let object = Object::from_value(value).map_err(|e| corrupt(key, e.to_string()))?;
+    Ok((object, rec))
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<(Object, u64), ControlError> {
+    decode_record(key, bytes).map(|(object, rec)| (object, rec.revision))
 }
 
 impl Controller {
@@ -184,10 +212,12 @@ impl Controller {
         let mut changes = Vec::with_capacity(batch.len());
         for change in &batch {
             let key = change.key();
+            let created = inner.desired.get(&key).is_none();
             let value = next.get(&key).map(|so| {
                 serde_json::to_vec(&Record {
                     revision: so.revision,
                     object: so.object.to_value(),
+                    created,
                 })
                 .expect("objects serialise")
             });
@@ -247,14 +277,20 @@ impl Controller {
         let inner = self.lock();
         let mut out = Vec::new();
         for h in inner.store.history_since(revision)? {
-            let object = match &h.value {
-                Some(bytes) => Some(decode(&h.key, bytes)?.0),
-                None => None,
+            let key = parse_store_key(&h.key)
+                .ok_or_else(|| corrupt(&h.key, "the key names no object".to_string()))?;
+            let (object, created) = match &h.value {
+                Some(bytes) => {
+                    let (object, rec) = decode_record(&h.key, bytes)?;
+                    (Some(object), rec.created)
+                }
+                None => (None, false),
             };
             out.push(WatchEvent {
                 revision: h.revision,
-                key: h.key,
+                key,
                 object,
+                created,
             });
         }
         Ok(out)
@@ -370,6 +406,7 @@ spec: {destination: 20.0.0.0/8, nextHops: [{gateway: 10.0.1.254}]}
         let e = c.apply(batch(&bad), false).unwrap_err();
         assert!(matches!(e, ControlError::Compile(_)), "{e}");
         assert!(e.to_string().contains("spec.nextHops[0].gateway"), "{e}");
+        assert!(e.to_string().starts_with("Route to-20: "), "{e}");
         assert_eq!(c.revision(), 1);
         assert_eq!(c.tables().generation(), gen);
         assert_eq!(c.changes_since(1).unwrap().len(), 0);
@@ -382,6 +419,44 @@ spec: {destination: 20.0.0.0/8, nextHops: [{gateway: 10.0.1.254}]}
             .lookup(0x1400_0001)
             .is_none());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn watch_events_say_whether_a_change_created_the_object() {
+        let dir = tempdir();
+        let c = Controller::open(&dir, ctx()).unwrap();
+        c.apply(batch(IFACES), false).unwrap();
+        c.apply(batch(ROUTE), false).unwrap();
+        c.apply(batch(&ROUTE.replace("10.0.1.254", "10.0.1.253")), false)
+            .unwrap();
+        let key = ObjectKey::cluster(Kind::Route, "to-20");
+        c.apply(vec![Change::Delete(key.clone())], false).unwrap();
+        let events = c.changes_since(1).unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.revision, e.key.clone(), e.object.is_some(), e.created))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (2, key.clone(), true, true),
+                (3, key.clone(), true, false),
+                (4, key, false, false),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn store_keys_read_back() {
+        for key in [
+            ObjectKey::cluster(Kind::Route, "to-20"),
+            ObjectKey::namespaced(Kind::Service, "shop", "web"),
+        ] {
+            assert_eq!(parse_store_key(&store_key(&key)), Some(key));
+        }
+        assert_eq!(parse_store_key("Bogus x"), None);
+        assert_eq!(parse_store_key("Service web"), None);
     }
 
     fn tempdir() -> std::path::PathBuf {

@@ -1,7 +1,10 @@
 //! Sluice's control plane: the daemon's entry points.
 
+pub mod api;
 pub mod compile;
 pub mod controller;
+pub mod ctl;
+pub mod daemon;
 pub mod demo;
 pub mod model;
 pub mod store;
