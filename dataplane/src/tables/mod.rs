@@ -9,6 +9,7 @@ pub mod build;
 pub mod cell;
 pub mod lpm4;
 pub mod lpm6;
+pub mod maglev;
 pub mod synth;
 
 pub use build::{NextHopSpec, RouteTarget, TablesBuilder, TablesError};
