@@ -868,6 +868,45 @@ endpoints:
     }
 
     #[test]
+    fn traffic_distribution_acts_through_hints() {
+        let svc = svc(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "shop", "name": "web"},
+            "spec": {"clusterIP": "10.96.0.10", "trafficDistribution": "PreferClose",
+                     "ports": [{"name": "http", "port": 80}]}
+        }));
+        let mk = |hinted: bool| {
+            let hints = |z: &str| {
+                if hinted {
+                    json!({"forZones": [{"name": z}]})
+                } else {
+                    json!(null)
+                }
+            };
+            slice(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"namespace": "shop", "name": "web-1",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [
+                    {"addresses": ["10.0.0.1"], "zone": "z1", "hints": hints("z1")},
+                    {"addresses": ["10.0.0.2"], "zone": "z2", "hints": hints("z2")}
+                ]
+            }))
+        };
+        // Without hints (a slice the controller has not annotated yet) the
+        // Service's trafficDistribution does not narrow anything.
+        let v = &service_port_views(&svc, [&mk(false)])[0];
+        assert_eq!(v.traffic_distribution.as_deref(), Some("PreferClose"));
+        let c = v.categorize("node-a", Some("z1"));
+        assert_eq!(c.cluster.unwrap().len(), 2);
+        // With the controller's zone hints, the node's zone is preferred.
+        let v = &service_port_views(&svc, [&mk(true)])[0];
+        let c = v.categorize("node-a", Some("z1"));
+        assert_eq!(c.cluster, Some([sa("10.0.0.1:8080")].into()));
+    }
+
+    #[test]
     fn target_ports_resolve_per_pod() {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
