@@ -7,4 +7,5 @@ pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod model;
+pub mod services;
 pub mod store;
