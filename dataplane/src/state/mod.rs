@@ -2,5 +2,6 @@
 //! buckets) is owned by exactly one worker and needs no locks; the neighbour
 //! cache is the exception, shared and seqlock-protected (see its docs).
 
+pub mod conntrack;
 pub mod neighbour;
 pub mod ratelimit;
