@@ -37,21 +37,44 @@ fn apply(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply_one_route_until_workers_run_it");
     group.sample_size(20);
     for routes in [100usize, 10_000] {
-        let dir = std::env::temp_dir().join(format!("sluice-apply-bench-{routes}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-apply-bench-{routes}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let ctx = NodeContext {
             ports: vec![
-                PortDecl { name: "p0".into(), backend: "mem:p0".into() },
-                PortDecl { name: "p1".into(), backend: "mem:p1".into() },
+                PortDecl {
+                    name: "p0".into(),
+                    backend: "mem:p0".into(),
+                },
+                PortDecl {
+                    name: "p1".into(),
+                    backend: "mem:p1".into(),
+                },
             ],
             ..Default::default()
         };
         let controller = Controller::open(&dir, ctx).unwrap();
-        let batch: Vec<Change> = parse_manifests(&manifests(routes)).unwrap().into_iter().map(Change::Apply).collect();
+        let batch: Vec<Change> = parse_manifests(&manifests(routes))
+            .unwrap()
+            .into_iter()
+            .map(Change::Apply)
+            .collect();
         controller.apply(batch, false).unwrap();
-        let cfg = |id| MemPortConfig { port_id: id, ..Default::default() };
-        let ports: Vec<Arc<dyn Port>> = vec![MemPort::sink("p0", cfg(0)), MemPort::sink("p1", cfg(1))];
-        let engine = Engine::start_with_cell(ports, controller.tables().clone(), &EngineConfig::default(), router).unwrap();
+        let cfg = |id| MemPortConfig {
+            port_id: id,
+            ..Default::default()
+        };
+        let ports: Vec<Arc<dyn Port>> =
+            vec![MemPort::sink("p0", cfg(0)), MemPort::sink("p1", cfg(1))];
+        let engine = Engine::start_with_cell(
+            ports,
+            controller.tables().clone(),
+            &EngineConfig::default(),
+            router,
+        )
+        .unwrap();
         let mut flip = 0usize;
         group.bench_function(format!("{routes}_routes"), |b| {
             b.iter(|| {
