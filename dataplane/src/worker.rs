@@ -65,6 +65,8 @@ pub struct Worker<P: Stage> {
     burst: Box<Burst>,
     drain_ns: u64,
     last_drain_ns: u64,
+    last_poll_ns: u64,
+    last_poll_busy: bool,
 }
 
 impl<P: Stage> Worker<P> {
@@ -88,6 +90,8 @@ impl<P: Stage> Worker<P> {
             burst: Box::default(),
             drain_ns: spec.drain.as_nanos() as u64,
             last_drain_ns: 0,
+            last_poll_ns: 0,
+            last_poll_busy: false,
         }
     }
 
@@ -119,7 +123,16 @@ impl<P: Stage> Worker<P> {
             self.flush_all();
             self.last_drain_ns = now_ns;
         }
-        self.stats.poll(bursts, 0);
+        // Busy time without another clock read: a poll that found packets
+        // lasted until the next poll began.
+        let busy_ns = if self.last_poll_busy {
+            now_ns.saturating_sub(self.last_poll_ns)
+        } else {
+            0
+        };
+        self.last_poll_ns = now_ns;
+        self.last_poll_busy = received > 0;
+        self.stats.poll(bursts, busy_ns);
         received
     }
 

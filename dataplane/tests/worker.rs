@@ -516,3 +516,20 @@ fn ipv6_echo_request_to_the_router_is_answered() {
     r.send(0, &bad);
     assert!(r.take(0).is_empty());
 }
+
+#[test]
+fn busy_time_counts_polls_that_found_packets() {
+    let mut r = Rig::new();
+    let frame = client()
+        .ipv4([10, 0, 0, 10], [20, 0, 0, 1])
+        .udp(1, 2)
+        .build();
+    r.send(0, &frame); // a busy poll
+    r.now += 5_000_000;
+    r.worker.poll(r.now); // an idle poll 5 ms later: the busy poll's 5 ms count
+    r.now += 1_000_000;
+    r.worker.poll(r.now); // idle after idle: nothing more
+    let s = r.worker.stats().snapshot();
+    assert_eq!(s.busy_ns, 5_000_000);
+    assert_eq!(s.polls, 3);
+}

@@ -158,12 +158,15 @@ impl WorkerStats {
         }
     }
 
-    /// One poll of the receive queues; `busy` if it found packets.
+    /// One poll of the receive queues: the bursts it found, and the time
+    /// the previous poll spent working (0 if it found nothing).
     #[inline(always)]
     pub fn poll(&self, bursts: u64, busy_ns: u64) {
         bump(&self.polls, 1);
         if bursts > 0 {
             bump(&self.bursts, bursts);
+        }
+        if busy_ns > 0 {
             bump(&self.busy_ns, busy_ns);
         }
     }
