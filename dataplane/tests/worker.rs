@@ -74,6 +74,33 @@ impl Rig {
         self.worker.flush_all();
     }
 
+    /// Tells the router the client's MAC (10.0.0.10) with a gratuitous ARP reply.
+    fn learn_client_v4(&mut self) {
+        let reply = PacketBuilder::new(MAC_CLIENT, [0xff; 6])
+            .arp(2, MAC_CLIENT, [10, 0, 0, 10], MAC_P0, [10, 0, 0, 1])
+            .build();
+        self.send(0, &reply);
+    }
+
+    /// Tells the router the client's MAC (2001:db8::10) with an unsolicited
+    /// neighbour advertisement.
+    fn learn_client_v6(&mut self) {
+        let client_ip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let mut na = client_ip.octets().to_vec();
+        na.extend_from_slice(&[2, 1]);
+        na.extend_from_slice(&MAC_CLIENT);
+        let router: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        self.send(
+            0,
+            &client()
+                .ipv6(client_ip, router)
+                .ttl(255)
+                .icmp(136, 0, 0x2000_0000)
+                .payload(&na)
+                .build(),
+        );
+    }
+
     fn take(&self, port: usize) -> Vec<Vec<u8>> {
         let mut v: Vec<Packet> = Vec::new();
         self.peers[port].collect_all(&mut v);
@@ -141,12 +168,7 @@ fn arp_for_another_host_is_not_answered() {
 #[test]
 fn echo_request_to_the_router_is_answered() {
     let mut r = Rig::new();
-    r.send(
-        0,
-        &PacketBuilder::new(MAC_CLIENT, [0xff; 6])
-            .arp(2, MAC_CLIENT, [10, 0, 0, 10], MAC_P0, [10, 0, 0, 1])
-            .build(),
-    );
+    r.learn_client_v4();
     r.send(
         0,
         &client()
@@ -236,18 +258,7 @@ fn ipv6_packet_too_big_reports_the_mtu() {
     let mut r = Rig::new();
     // Teach the router the client's MAC through a neighbour advertisement.
     let client_ip: Ipv6Addr = "2001:db8::10".parse().unwrap();
-    let mut na = client_ip.octets().to_vec();
-    na.extend_from_slice(&[2, 1]);
-    na.extend_from_slice(&MAC_CLIENT);
-    r.send(
-        0,
-        &client()
-            .ipv6(client_ip, "2001:db8::1".parse::<Ipv6Addr>().unwrap())
-            .ttl(255)
-            .icmp(136, 0, 0x2000_0000)
-            .payload(&na)
-            .build(),
-    );
+    r.learn_client_v6();
     r.send(
         0,
         &client()
@@ -269,12 +280,7 @@ fn ipv6_packet_too_big_reports_the_mtu() {
 #[test]
 fn icmp_errors_are_rate_limited() {
     let mut r = Rig::new();
-    r.send(
-        0,
-        &PacketBuilder::new(MAC_CLIENT, [0xff; 6])
-            .arp(2, MAC_CLIENT, [10, 0, 0, 10], MAC_P0, [10, 0, 0, 1])
-            .build(),
-    );
+    r.learn_client_v4();
     let frame = client()
         .ipv4([10, 0, 0, 10], [99, 0, 0, 1])
         .udp(1, 2)
@@ -299,12 +305,7 @@ fn icmp_errors_are_rate_limited() {
 #[test]
 fn no_icmp_error_about_an_icmp_error() {
     let mut r = Rig::new();
-    r.send(
-        0,
-        &PacketBuilder::new(MAC_CLIENT, [0xff; 6])
-            .arp(2, MAC_CLIENT, [10, 0, 0, 10], MAC_P0, [10, 0, 0, 1])
-            .build(),
-    );
+    r.learn_client_v4();
     r.send(
         0,
         &client()
@@ -478,18 +479,7 @@ fn ipv6_echo_request_to_the_router_is_answered() {
     let mut r = Rig::new();
     let client_ip: Ipv6Addr = "2001:db8::10".parse().unwrap();
     let router_ip: Ipv6Addr = "2001:db8::1".parse().unwrap();
-    let mut na = client_ip.octets().to_vec();
-    na.extend_from_slice(&[2, 1]);
-    na.extend_from_slice(&MAC_CLIENT);
-    r.send(
-        0,
-        &client()
-            .ipv6(client_ip, router_ip)
-            .ttl(255)
-            .icmp(136, 0, 0x2000_0000)
-            .payload(&na)
-            .build(),
-    );
+    r.learn_client_v6();
     r.send(
         0,
         &client()
