@@ -85,6 +85,9 @@ pub struct TablesBuilder {
     pub node: NodeIdentity,
     pub icmp: IcmpLimits,
     pub neighbour_timers: NeighbourTimers,
+    /// Service rules, built apart (see [`crate::tables::services`]) and
+    /// carried into the generation as they are.
+    pub services: crate::tables::services::ServiceTable,
     ports: Vec<PortConfig>,
     networks: Vec<NetworkSpec>,
 }
@@ -109,6 +112,7 @@ impl TablesBuilder {
             node: NodeIdentity::default(),
             icmp: IcmpLimits::default(),
             neighbour_timers: NeighbourTimers::default(),
+            services: Default::default(),
             ports: Vec::new(),
             networks: vec![NetworkSpec {
                 name: "default".into(),
@@ -224,6 +228,7 @@ impl TablesBuilder {
             networks,
             icmp: self.icmp,
             neighbour: self.neighbour_timers,
+            services: self.services.clone(),
         })
     }
 

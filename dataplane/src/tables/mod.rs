@@ -10,6 +10,7 @@ pub mod cell;
 pub mod lpm4;
 pub mod lpm6;
 pub mod maglev;
+pub mod services;
 pub mod synth;
 
 pub use build::{NextHopSpec, RouteTarget, TablesBuilder, TablesError};
@@ -35,6 +36,8 @@ pub struct Tables {
     pub networks: Vec<Network>,
     pub icmp: IcmpLimits,
     pub neighbour: NeighbourTimers,
+    /// Kubernetes Services (empty for a plain router).
+    pub services: services::ServiceTable,
 }
 
 /// Who this node is; carried from the start so that multi-node features
@@ -193,6 +196,7 @@ impl Tables {
             networks: Vec::new(),
             icmp: IcmpLimits::default(),
             neighbour: NeighbourTimers::default(),
+            services: services::ServiceTable::default(),
         }
     }
 
