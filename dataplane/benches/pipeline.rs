@@ -68,6 +68,7 @@ fn run(c: &mut Criterion, name: &str, tables: Tables, frames: Vec<Vec<u8>>) {
                 stats: &stats,
                 now_ns: 1,
                 worker: 0,
+                workers: 1,
             };
             pipeline.process(&cx, &mut burst);
             assert!(matches!(burst.action[0], Action::Tx(_)));

@@ -13,7 +13,10 @@ use crate::state::neighbour::NeighbourCache;
 use crate::stats::StatsSnapshot;
 use crate::tables::cell::TableCell;
 use crate::tables::Tables;
-use crate::worker::{spawn, WorkerHandle, WorkerSpec};
+use crate::worker::{spawn, Handoff, WorkerHandle, WorkerSpec};
+
+/// Packets each worker's handoff ring holds.
+const HANDOFF_RING: usize = 4096;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +98,22 @@ impl Engine {
         P: Stage + 'static,
         F: Fn() -> P + Send + Clone + 'static,
     {
+        Engine::start_each(ports, cell, cfg, move |_| pipeline())
+    }
+
+    /// [`start_with_cell`](Engine::start_with_cell) with a pipeline made for
+    /// each worker from its id (worker `w` serves queue `w` of every port
+    /// with as many queues as workers).
+    pub fn start_each<P, F>(
+        ports: Vec<Arc<dyn Port>>,
+        cell: Arc<TableCell>,
+        cfg: &EngineConfig,
+        pipeline: F,
+    ) -> Result<Engine, PortError>
+    where
+        P: Stage + 'static,
+        F: Fn(u16) -> P + Send + Clone + 'static,
+    {
         let workers = cfg.workers.max(1);
         let neighbours = Arc::new(NeighbourCache::new(cfg.neighbour_capacity));
         let pool = PacketPool::new("engine", cfg.pool_size);
@@ -107,6 +126,12 @@ impl Engine {
             }
         }
         let mut specs = Vec::with_capacity(workers);
+        let mut handoff = if workers > 1 {
+            Handoff::mesh(workers, HANDOFF_RING)
+        } else {
+            vec![Handoff::default()]
+        }
+        .into_iter();
         for (w, rx) in rx.into_iter().enumerate() {
             let mut tx = Vec::with_capacity(ports.len());
             for port in &ports {
@@ -131,12 +156,16 @@ impl Engine {
                 tables: cell.clone(),
                 neighbours: neighbours.clone(),
                 drain: cfg.drain,
+                handoff: handoff.next().unwrap_or_default(),
             });
         }
         let mut handles = Vec::with_capacity(workers);
         for spec in specs {
             let make = pipeline.clone();
-            handles.push(spawn(spec, make).map_err(|e| PortError::Backend(e.to_string()))?);
+            let id = spec.id;
+            handles.push(
+                spawn(spec, move || make(id)).map_err(|e| PortError::Backend(e.to_string()))?,
+            );
         }
         Ok(Engine {
             ports,

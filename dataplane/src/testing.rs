@@ -111,6 +111,7 @@ impl<P: Stage> Harness<P> {
             }
             burst.reset_actions();
             let cx = Context {
+                workers: 1,
                 tables: &self.tables,
                 neighbours: &self.neighbours,
                 stats: &self.stats,

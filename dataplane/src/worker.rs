@@ -21,7 +21,7 @@
 //! that is what lets the control plane's acknowledgement of a generation
 //! (see [`crate::tables::cell`]) cover every packet received after it.
 
-use crate::buf::{Batch, Packet, PacketPool, PoolCache};
+use crate::buf::{Batch, Packet, PacketPool, PoolCache, BURST_SIZE};
 use crate::io::{RxQueue, TxQueue};
 use crate::stages::slowpath::SlowPath;
 use crate::stages::{Action, Burst, Context, Stage};
@@ -33,6 +33,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// A ring of packets handed to a worker by the others, each with the set
+/// of workers that already looked for its connection.
+pub type HandoffRing = crossbeam_queue::ArrayQueue<(Packet, u32)>;
+
+/// A worker's end of the handoff mesh: its own inbound ring, and every
+/// worker's ring by worker id (its own included).
+#[derive(Default, Clone)]
+pub struct Handoff {
+    pub inbound: Option<Arc<HandoffRing>>,
+    pub peers: Vec<Arc<HandoffRing>>,
+}
+
+impl Handoff {
+    /// The mesh for `workers` workers, each inbound ring holding `size`
+    /// packets; element `w` is worker `w`'s end.
+    pub fn mesh(workers: usize, size: usize) -> Vec<Handoff> {
+        let rings: Vec<Arc<HandoffRing>> = (0..workers)
+            .map(|_| Arc::new(HandoffRing::new(size.max(1))))
+            .collect();
+        (0..workers)
+            .map(|w| Handoff {
+                inbound: Some(rings[w].clone()),
+                peers: rings.clone(),
+            })
+            .collect()
+    }
+}
 
 /// Everything a worker needs, handed over when it starts.
 pub struct WorkerSpec {
@@ -48,6 +76,9 @@ pub struct WorkerSpec {
     pub neighbours: Arc<NeighbourCache>,
     /// The longest a packet waits in a partial transmit batch.
     pub drain: Duration,
+    /// Rings to and from the other workers ([`Handoff::mesh`]); default
+    /// for a worker alone.
+    pub handoff: Handoff,
 }
 
 /// A worker's state; [`poll`](Worker::poll) runs one iteration.
@@ -67,6 +98,7 @@ pub struct Worker<P: Stage> {
     last_drain_ns: u64,
     last_poll_ns: u64,
     last_poll_busy: bool,
+    handoff: Handoff,
 }
 
 impl<P: Stage> Worker<P> {
@@ -92,6 +124,7 @@ impl<P: Stage> Worker<P> {
             last_drain_ns: 0,
             last_poll_ns: 0,
             last_poll_busy: false,
+            handoff: spec.handoff,
         }
     }
 
@@ -117,7 +150,39 @@ impl<P: Stage> Worker<P> {
             }
             received += n;
             bursts += 1;
-            self.process_burst(now_ns);
+            self.burst.tried[..n].fill(0);
+            self.process_burst(now_ns, true);
+        }
+        if let Some(inbound) = self.handoff.inbound.clone() {
+            while !inbound.is_empty() {
+                let burst = &mut *self.burst;
+                let mut n = 0;
+                while n < BURST_SIZE {
+                    let Some((pkt, tried)) = inbound.pop() else {
+                        break;
+                    };
+                    burst.tried[n] = tried;
+                    burst.pkts.push(pkt);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                received += n;
+                bursts += 1;
+                self.process_burst(now_ns, false);
+            }
+        }
+        {
+            let cx = Context {
+                tables: self.reader.tables(),
+                neighbours: &self.neighbours,
+                stats: &self.stats,
+                now_ns,
+                worker: self.id,
+                workers: self.handoff.peers.len().max(1) as u16,
+            };
+            self.pipeline.housekeeping(&cx, received == 0);
         }
         if received == 0 || now_ns.wrapping_sub(self.last_drain_ns) >= self.drain_ns {
             self.flush_all();
@@ -136,18 +201,24 @@ impl<P: Stage> Worker<P> {
         received
     }
 
-    fn process_burst(&mut self, now_ns: u64) {
+    /// Runs the pipeline over the burst and sends, drops, punts or hands
+    /// off each packet. `from_port`: the burst came from a receive queue
+    /// (and is counted as received), not from the handoff ring.
+    fn process_burst(&mut self, now_ns: u64, from_port: bool) {
         let burst = &mut *self.burst;
         burst.reset_actions();
-        // A queue belongs to one port, so the whole burst shares rx_port.
-        self.stats
-            .rx(burst.pkts[0].rx_port, burst.pkts.len() as u64);
+        if from_port {
+            // A queue belongs to one port, so the whole burst shares rx_port.
+            self.stats
+                .rx(burst.pkts[0].rx_port, burst.pkts.len() as u64);
+        }
         let cx = Context {
             tables: self.reader.tables(),
             neighbours: &self.neighbours,
             stats: &self.stats,
             now_ns,
             worker: self.id,
+            workers: self.handoff.peers.len().max(1) as u16,
         };
         self.pipeline.process(&cx, burst);
         let mut out = Output {
@@ -172,6 +243,22 @@ impl<P: Stage> Worker<P> {
                         punt,
                         &mut |port, p, c: &mut PoolCache| out.send(port, p, c),
                     );
+                }
+                Action::Handoff(w) => {
+                    let tried = burst.tried[i] | 1 << (self.id as u32 & 31);
+                    match self.handoff.peers.get(w as usize) {
+                        Some(ring) => match ring.push((pkt, tried)) {
+                            Ok(()) => self.stats.event(Event::HandoffSent),
+                            Err((pkt, _)) => {
+                                self.stats.drop_packet(DropReason::HandoffFull);
+                                self.cache.free(pkt);
+                            }
+                        },
+                        None => {
+                            self.stats.drop_packet(DropReason::HandoffFull);
+                            self.cache.free(pkt);
+                        }
+                    }
                 }
                 Action::Continue => {
                     // The pipeline ended without a decision: no stage handles it.
@@ -202,6 +289,11 @@ impl<P: Stage> Worker<P> {
     /// Stops cleanly: sends what is pending and returns the packets it holds.
     pub fn shutdown(mut self) {
         self.flush_all();
+        if let Some(inbound) = &self.handoff.inbound {
+            while let Some((pkt, _)) = inbound.pop() {
+                self.cache.free(pkt);
+            }
+        }
         for b in &mut self.pending {
             self.cache.free_batch(b);
         }

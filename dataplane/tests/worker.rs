@@ -56,6 +56,7 @@ impl Rig {
             tables: TableCell::new(router_lab().build().unwrap()),
             neighbours: Arc::new(NeighbourCache::new(256)),
             drain: Duration::from_micros(100),
+            handoff: Default::default(),
         };
         Rig {
             worker: Worker::new(spec, router()),

@@ -22,6 +22,7 @@
 pub mod parse;
 pub mod rewrite;
 pub mod route;
+pub mod service;
 pub mod slowpath;
 
 use crate::buf::{Batch, BURST_SIZE};
@@ -40,6 +41,8 @@ pub enum Action {
     Punt(Punt),
     /// Drop and count.
     Drop(DropReason),
+    /// Hand to this worker, which may own the packet's connection.
+    Handoff(u16),
 }
 
 /// Why a packet goes to the slow path.
@@ -59,6 +62,8 @@ pub enum Punt {
     TooBig,
     /// The next hop's link-layer address is unknown: solicit it.
     Resolve,
+    /// A Service rejects the connection: TCP reset or ICMP port unreachable.
+    Reject,
 }
 
 /// Per-packet metadata filled by `parse` and extended by later stages.
@@ -115,6 +120,10 @@ pub struct Burst {
     pub pkts: Batch,
     pub meta: [PacketMeta; BURST_SIZE],
     pub action: [Action; BURST_SIZE],
+    /// Per packet, the workers that already looked for its connection (a
+    /// bit per worker id): zero for packets from a port, set for packets
+    /// handed over by another worker ([`Action::Handoff`]).
+    pub tried: [u32; BURST_SIZE],
 }
 
 impl Default for Burst {
@@ -123,6 +132,7 @@ impl Default for Burst {
             pkts: Batch::new(),
             meta: [PacketMeta::default(); BURST_SIZE],
             action: [Action::Continue; BURST_SIZE],
+            tried: [0; BURST_SIZE],
         }
     }
 }
@@ -154,11 +164,18 @@ pub struct Context<'a> {
     /// Monotonic time in nanoseconds, read once per burst.
     pub now_ns: u64,
     pub worker: u16,
+    /// How many workers run (packets may be handed between them).
+    pub workers: u16,
 }
 
 /// One pipeline stage. See the module docs for the contract.
 pub trait Stage {
     fn process(&mut self, cx: &Context<'_>, burst: &mut Burst);
+
+    /// Upkeep of per-worker state (expiry sweeps), called once per poll;
+    /// `idle` when the poll received nothing. Small and bounded.
+    #[inline(always)]
+    fn housekeeping(&mut self, _cx: &Context<'_>, _idle: bool) {}
 }
 
 impl<A: Stage, B: Stage> Stage for (A, B) {
@@ -166,6 +183,12 @@ impl<A: Stage, B: Stage> Stage for (A, B) {
     fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
         self.0.process(cx, burst);
         self.1.process(cx, burst);
+    }
+
+    #[inline(always)]
+    fn housekeeping(&mut self, cx: &Context<'_>, idle: bool) {
+        self.0.housekeeping(cx, idle);
+        self.1.housekeeping(cx, idle);
     }
 }
 
@@ -175,4 +198,22 @@ pub type RouterPipeline = (parse::Parse, (route::Route, rewrite::Rewrite));
 /// The router pipeline, ready to run.
 pub fn router() -> RouterPipeline {
     (parse::Parse, (route::Route, rewrite::Rewrite))
+}
+
+/// The Kubernetes node pipeline: parse → service (connection tracking,
+/// load balancing, NAT) → route → rewrite.
+pub type ServicePipeline = (
+    parse::Parse,
+    (service::ServiceStage, (route::Route, rewrite::Rewrite)),
+);
+
+/// The service pipeline for one worker.
+pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
+    (
+        parse::Parse,
+        (
+            service::ServiceStage::new(cfg),
+            (route::Route, rewrite::Rewrite),
+        ),
+    )
 }

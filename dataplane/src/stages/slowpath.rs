@@ -30,7 +30,7 @@ use crate::state::ratelimit::TokenBucket;
 use crate::stats::{DropReason, Event};
 use crate::tables::{PortId, Tables};
 use crate::wire::ethernet::EthernetAddress;
-use crate::wire::{arp, checksum, ethernet, ethertype, icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+use crate::wire::{arp, checksum, ethernet, ethertype, icmpv4, icmpv6, ip_proto, ipv4, ipv6, tcp};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Per-worker slow-path state.
@@ -85,7 +85,7 @@ impl SlowPath {
                 } else {
                     (ICMP6_TIME_EXCEEDED, 0)
                 };
-                self.icmp_error(cx, cache, pkt, meta, t, c, 0, emit);
+                self.icmp_error(cx, cache, pkt, meta, t, c, 0, None, emit);
             }
             Punt::NoRoute => {
                 cx.stats.drop_packet(DropReason::NoRoute);
@@ -95,7 +95,7 @@ impl SlowPath {
                 } else {
                     ICMP6_UNREACHABLE
                 };
-                self.icmp_error(cx, cache, pkt, meta, t, 0, 0, emit);
+                self.icmp_error(cx, cache, pkt, meta, t, 0, 0, None, emit);
             }
             Punt::Unreachable { prohibited } => {
                 cx.stats.drop_packet(DropReason::Unreachable);
@@ -105,7 +105,22 @@ impl SlowPath {
                     (_, false) => (ICMP6_UNREACHABLE, 3), // address unreachable
                     (_, true) => (ICMP6_UNREACHABLE, 1),  // administratively prohibited
                 };
-                self.icmp_error(cx, cache, pkt, meta, t, c, 0, emit);
+                self.icmp_error(cx, cache, pkt, meta, t, c, 0, None, emit);
+            }
+            Punt::Reject => {
+                cx.stats.drop_packet(DropReason::ServiceReject);
+                // As nftables' `reject`: a reset for TCP, port unreachable
+                // otherwise, from the address the packet was sent to.
+                if meta.proto == ip_proto::TCP {
+                    self.tcp_reset(cx, cache, pkt, meta, emit);
+                } else {
+                    let (t, c) = if meta.family == 4 {
+                        (ICMP4_UNREACHABLE, 3)
+                    } else {
+                        (ICMP6_UNREACHABLE, 4)
+                    };
+                    self.icmp_error(cx, cache, pkt, meta, t, c, 0, Some(meta.dst), emit);
+                }
             }
             Punt::TooBig => {
                 let net = &cx.tables.networks[meta.network as usize];
@@ -120,9 +135,9 @@ impl SlowPath {
                 cx.stats.drop_packet(DropReason::MtuExceeded);
                 if meta.family == 4 {
                     // Fragmentation needed and DF set; next-hop MTU in the low 16 bits.
-                    self.icmp_error(cx, cache, pkt, meta, ICMP4_UNREACHABLE, 4, mtu, emit);
+                    self.icmp_error(cx, cache, pkt, meta, ICMP4_UNREACHABLE, 4, mtu, None, emit);
                 } else {
-                    self.icmp_error(cx, cache, pkt, meta, ICMP6_TOO_BIG, 0, mtu, emit);
+                    self.icmp_error(cx, cache, pkt, meta, ICMP6_TOO_BIG, 0, mtu, None, emit);
                 }
             }
         }
@@ -583,6 +598,7 @@ impl SlowPath {
         icmp_type: u8,
         code: u8,
         rest: u32,
+        from: Option<u128>,
         emit: &mut Emit<'_>,
     ) {
         if !error_allowed(pkt.data(), meta) {
@@ -610,7 +626,10 @@ impl SlowPath {
         m.ttl = 64;
         m.dst = meta.src;
         let built = if meta.family == 4 {
-            let Some(src) = port.v4_source_for((meta.src as u32).into()) else {
+            let src = from
+                .map(|a| Ipv4Addr::from(a as u32))
+                .or_else(|| port.v4_source_for((meta.src as u32).into()));
+            let Some(src) = src else {
                 cache.free(out);
                 cache.free(pkt);
                 return;
@@ -640,7 +659,9 @@ impl SlowPath {
                 m.l3_len = (28 + quote) as u16;
             })
         } else {
-            let src = port.primary_v6();
+            let src = from
+                .map(Ipv6Addr::from)
+                .unwrap_or_else(|| port.primary_v6());
             // RFC 4443 §2.4(c): as much as fits in the minimum MTU.
             let quote = orig.len().min(icmpv6::MAX_ERROR_LEN - 8);
             out.reset(14 + 48 + quote).map(|f| {
@@ -670,6 +691,109 @@ impl SlowPath {
         m.l3_offset = 14;
         m.l4_offset = if meta.family == 4 { 34 } else { 54 };
         cx.stats.event(Event::IcmpErrorSent);
+        self.send_local(cx, cache, out, m, emit);
+    }
+
+    /// Answers a TCP segment with a reset (RFC 9293 §3.10.7.1, a segment
+    /// to a closed port), under the ICMP error rate limit.
+    fn tcp_reset(
+        &mut self,
+        cx: &Context<'_>,
+        cache: &mut PoolCache,
+        pkt: Packet,
+        meta: &PacketMeta,
+        emit: &mut Emit<'_>,
+    ) {
+        let l4 = meta.l4_offset as usize;
+        let header = pkt.data().get(l4..l4 + 20).map(|t| {
+            let mut h = [0u8; 20];
+            h.copy_from_slice(t);
+            h
+        });
+        let no_answer = flags::L2_MULTICAST | flags::IP_MULTICAST | flags::LATER_FRAGMENT;
+        let Some(t) = header.filter(|t| t[13] & 0x04 == 0 && meta.flags & no_answer == 0) else {
+            cache.free(pkt);
+            return;
+        };
+        if !self.icmp.take(cx.now_ns, 1) {
+            cx.stats.event(Event::IcmpRateLimited);
+            cache.free(pkt);
+            return;
+        }
+        let seg_flags = t[13];
+        let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+        let doff = (t[12] >> 4) as usize * 4;
+        let l3_header = l4 - meta.l3_offset as usize;
+        let payload = (meta.l3_len as usize).saturating_sub(l3_header + doff) as u32;
+        let seg_len = payload + (seg_flags & 0x02 != 0) as u32 + (seg_flags & 0x01 != 0) as u32;
+        let (r_seq, r_ack, r_flags) = if seg_flags & 0x10 != 0 {
+            (ack, 0, 0x04)
+        } else {
+            (0, seq.wrapping_add(seg_len), 0x14)
+        };
+        cache.free(pkt);
+        let Some(mut out) = cache.alloc() else {
+            cx.stats.drop_packet(DropReason::NoBuffer);
+            return;
+        };
+        let (ip_len, l4_at) = if meta.family == 4 { (20, 34) } else { (40, 54) };
+        let built = out.reset(14 + ip_len + 20).map(|f| {
+            if meta.family == 4 {
+                write_eth(f, [0; 6], [0; 6], ethertype::IPV4);
+                let ip = ipv4::Repr {
+                    src_addr: Ipv4Addr::from(meta.dst as u32),
+                    dst_addr: Ipv4Addr::from(meta.src as u32),
+                    protocol: ip_proto::TCP,
+                    payload_len: 20,
+                    ttl: 64,
+                    dscp: 0,
+                    ecn: 0,
+                    ident: 0,
+                    dont_frag: true,
+                    more_frags: false,
+                    frag_offset: 0,
+                    options: ipv4::Options::EMPTY,
+                };
+                ip.emit(&mut ipv4::Packet::new_unchecked(&mut f[14..34]));
+            } else {
+                write_eth(f, [0; 6], [0; 6], ethertype::IPV6);
+                write_ipv6(f, meta.dst, meta.src, 20, 64);
+                f[20] = ip_proto::TCP;
+            }
+            let h = &mut f[l4_at..l4_at + 20];
+            h[0..2].copy_from_slice(&meta.dport.to_be_bytes());
+            h[2..4].copy_from_slice(&meta.sport.to_be_bytes());
+            h[4..8].copy_from_slice(&r_seq.to_be_bytes());
+            h[8..12].copy_from_slice(&r_ack.to_be_bytes());
+            h[12] = 5 << 4;
+            h[13] = r_flags;
+            h[14..20].fill(0);
+            let mut seg = tcp::Packet::new_unchecked(h);
+            if meta.family == 4 {
+                seg.fill_checksum_v4(
+                    (meta.dst as u32).to_be_bytes(),
+                    (meta.src as u32).to_be_bytes(),
+                );
+            } else {
+                seg.fill_checksum_v6(meta.dst.to_be_bytes(), meta.src.to_be_bytes());
+            }
+        });
+        if built.is_none() {
+            cache.free(out);
+            return;
+        }
+        let mut m = *meta;
+        m.flags = flags::LOCAL_ORIGIN;
+        m.ttl = 64;
+        m.src = meta.dst;
+        m.dst = meta.src;
+        m.sport = meta.dport;
+        m.dport = meta.sport;
+        m.l3_len = (ip_len + 20) as u16;
+        m.l3_offset = 14;
+        m.l4_offset = l4_at as u16;
+        cx.stats.event(Event::ResetSent);
         self.send_local(cx, cache, out, m, emit);
     }
 

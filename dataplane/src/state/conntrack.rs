@@ -385,6 +385,13 @@ impl ConnId {
     }
 }
 
+/// Where [`Conntrack::sweep_translated`] goes on from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    v4: u32,
+    v6: u32,
+}
+
 /// A successful lookup: the connection and the direction the key matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hit {
@@ -1475,6 +1482,38 @@ impl<A: Addr> FlowTable<A> {
         reclaimed
     }
 
+    /// Examines up to `budget` entries from `*cursor` on and removes the
+    /// live, translated ones `keep` refuses. Returns (examined, removed);
+    /// `*cursor` wraps to 0 at the end of the table.
+    fn sweep_translated(
+        &mut self,
+        sh: &mut Shared,
+        cursor: &mut u32,
+        budget: usize,
+        keep: &mut dyn FnMut(&ConnKey) -> bool,
+    ) -> (usize, usize) {
+        let mut removed = 0;
+        let n = budget.min(self.fresh as usize);
+        for _ in 0..n {
+            if *cursor >= self.fresh {
+                *cursor = 0;
+            }
+            let idx = *cursor;
+            *cursor += 1;
+            let e = &self.entries[idx as usize];
+            if e.status == FREE || !e.has(TRANSLATED) {
+                continue;
+            }
+            let reply = e.tuple[1].key(e.network[1], e.proto);
+            if !keep(&reply) {
+                sh.counters.removed += 1;
+                self.unlink(&sh.seed, idx);
+                removed += 1;
+            }
+        }
+        (n, removed)
+    }
+
     fn connection(&self, sh: &Shared, idx: u32) -> Option<Connection> {
         let e = self.entries.get(idx as usize)?;
         let state = ConnState::from_code(e.code())?;
@@ -2026,6 +2065,32 @@ impl Conntrack {
         self.v4.expire(&mut self.sh, now_ns, budget) + self.v6.expire(&mut self.sh, now_ns, budget)
     }
 
+    /// An incremental sweep over translated connections: examines up to
+    /// `budget` entries of each family from `cursor` on, removing those
+    /// whose reply tuple `keep` refuses (the endpoint a connection was
+    /// sent to no longer exists, say). Returns how many entries it
+    /// examined and how many it removed. Call with the same cursor until
+    /// it has covered [`capacity`](Self::capacity) entries.
+    pub fn sweep_translated(
+        &mut self,
+        cursor: &mut SweepCursor,
+        budget: usize,
+        mut keep: impl FnMut(&ConnKey) -> bool,
+    ) -> (usize, usize) {
+        let (a, b) = self
+            .v4
+            .sweep_translated(&mut self.sh, &mut cursor.v4, budget, &mut keep);
+        let (c, d) = self
+            .v6
+            .sweep_translated(&mut self.sh, &mut cursor.v6, budget, &mut keep);
+        (a + c, b + d)
+    }
+
+    /// Entries ever used, per family: what a full sweep must examine.
+    pub fn used(&self) -> (usize, usize) {
+        (self.v4.fresh as usize, self.v6.fresh as usize)
+    }
+
     /// Chooses a source-NAT port for a connection whose reply tuple will be
     /// `reply` with the port filled in (`dport`, or the ICMP identifier in
     /// `sport`): one whose reply RSS steers to `want_queue` (this worker's
@@ -2063,6 +2128,12 @@ impl Conntrack {
         }
         self.sh.counters.nat_port_exhausted += 1;
         None
+    }
+
+    /// Whether `port` is in the source-NAT port range.
+    #[inline]
+    pub fn is_nat_port(&self, port: u16) -> bool {
+        (self.nat_ports.0..=self.nat_ports.1).contains(&port)
     }
 
     pub fn counters(&self) -> &ConntrackCounters {

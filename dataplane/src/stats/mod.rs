@@ -73,6 +73,14 @@ counters! {
         NoTxQueue = ("no_tx_queue", "egress port has no transmit queue on this worker"),
         TxFull = ("tx_full", "egress queue full"),
         NoBuffer = ("no_buffer", "packet pool empty when a buffer was needed"),
+        ConntrackInvalid = ("ct_invalid", "packet does not fit its connection's state (or cannot open a translated one)"),
+        ConntrackFull = ("ct_full", "connection table full of live connections: a new Service connection was refused"),
+        ServiceDrop = ("service_drop", "Service verdict drop: no local endpoint under a Local traffic policy, or an unallocated Service address"),
+        ServiceReject = ("service_reject", "Service verdict reject: no endpoints, or a port the Service does not serve (TCP reset / ICMP unreachable sent, rate permitting)"),
+        ServiceSourceRange = ("service_source_range", "source outside the load balancer's loadBalancerSourceRanges"),
+        ServiceFragment = ("service_fragment", "IP fragment addressed to a Service: not reassembled"),
+        NatPortExhausted = ("nat_port_exhausted", "no free source-NAT port for a masqueraded connection"),
+        HandoffFull = ("handoff_full", "another worker's handoff ring was full"),
     }
 }
 
@@ -89,6 +97,10 @@ counters! {
         EchoReplySent = ("echo_reply_sent", "ICMP echo replies sent for the appliance's addresses"),
         Fragmented = ("fragmented", "IPv4 packets fragmented to fit the egress MTU"),
         TablesSwapped = ("tables_swapped", "new table generations picked up"),
+        HandoffSent = ("handoff_sent", "packets handed to another worker that may own their connection"),
+        IcmpErrorTranslated = ("icmp_error_translated", "ICMP errors about a translated connection rewritten back"),
+        ConnectionsEndpointGone = ("ct_endpoint_gone", "connections removed because their Service endpoint was removed"),
+        ResetSent = ("tcp_reset_sent", "TCP resets sent for rejected Service connections"),
     }
 }
 
@@ -142,6 +154,11 @@ impl WorkerStats {
     #[inline(always)]
     pub fn event(&self, e: Event) {
         bump(&self.events[e as usize], 1);
+    }
+
+    #[inline(always)]
+    pub fn events_n(&self, e: Event, n: u64) {
+        bump(&self.events[e as usize], n);
     }
 
     #[inline(always)]

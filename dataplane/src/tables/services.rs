@@ -183,7 +183,7 @@ impl SourceClass {
 }
 
 /// One endpoint a ring can choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
     /// IPv4 in the low 32 bits.
     pub addr: u128,
