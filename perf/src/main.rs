@@ -7,6 +7,7 @@
 
 mod l3fwd;
 mod machine;
+mod service_lb;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
         scenario: String,
         #[command(flatten)]
         params: l3fwd::Params,
+        #[command(flatten)]
+        service: service_lb::Params,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -42,12 +45,24 @@ fn main() {
             println!("io         the same traffic forwarded untouched to the output port: the I/O path alone (testpmd io)");
             println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
             println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
+            println!("service-lb 10k ClusterIP Services x 10 endpoints, 1M established connections, 10% new: the Kubernetes node pipeline");
         }
         Command::Run {
             scenario,
             params,
+            service,
             json,
         } => {
+            if scenario == "service-lb" {
+                match service_lb::run(&service, params.seconds, !json) {
+                    Ok(report) => print(&report, json),
+                    Err(e) => {
+                        eprintln!("sluice-perf: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                return;
+            }
             let (family, mode) = match scenario.as_str() {
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
@@ -79,5 +94,19 @@ fn main() {
                 }
             }
         }
+    }
+}
+
+fn print<T: serde::Serialize>(report: &T, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("report serialises")
+        );
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("report serialises")
+        );
     }
 }

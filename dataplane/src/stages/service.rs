@@ -148,8 +148,13 @@ impl Stage for ServiceStage {
     #[inline]
     fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
         let n = burst.pkts.len();
-        let mut keys = [None::<ConnKey>; BURST_SIZE];
+        // Keys of the trackable packets, looked up as a burst so that the
+        // cache misses of the table's buckets and entries overlap.
+        let mut keys = [ConnKey::v4(0, 0, 0, 0, 0, 0); BURST_SIZE];
         let mut hashes = [0u64; BURST_SIZE];
+        let mut at = [0u8; BURST_SIZE];
+        let mut hits = [None::<Hit>; BURST_SIZE];
+        let mut k = 0;
         for i in 0..n {
             if burst.action[i] != Action::Continue {
                 continue;
@@ -158,19 +163,34 @@ impl Stage for ServiceStage {
             if m.family == 0 || m.flags & flags::FRAGMENT != 0 {
                 continue;
             }
-            if let Some(k) = trackable_key(m) {
-                hashes[i] = self.ct.hash(&k);
-                self.ct.prefetch(hashes[i]);
-                keys[i] = Some(k);
+            if let Some(key) = trackable_key(m) {
+                hashes[k] = self.ct.hash(&key);
+                keys[k] = key;
+                at[k] = i as u8;
+                k += 1;
             }
         }
+        self.ct
+            .lookup_burst(&keys[..k], &hashes[..k], cx.now_ns, &mut hits[..k]);
+        // A creation may evict an entry a later hit of this burst points
+        // at: after one, hits are looked up again (from warm cache lines).
+        let mut changed = false;
+        let mut j = 0;
         for i in 0..n {
             if burst.action[i] != Action::Continue {
                 continue;
             }
-            let action = match keys[i] {
-                Some(key) => self.packet(cx, burst, i, &key, hashes[i]),
-                None => self.untracked(cx, burst, i),
+            let action = if j < k && at[j] as usize == i {
+                let hit = if changed {
+                    self.ct.lookup_hashed(&keys[j], hashes[j], cx.now_ns)
+                } else {
+                    hits[j]
+                };
+                let a = self.packet(cx, burst, i, &keys[j], hashes[j], hit, &mut changed);
+                j += 1;
+                a
+            } else {
+                self.untracked(cx, burst, i)
             };
             burst.action[i] = action;
         }
@@ -179,6 +199,13 @@ impl Stage for ServiceStage {
     fn housekeeping(&mut self, cx: &Context<'_>, idle: bool) {
         let budget = if idle { 256 } else { 16 };
         self.ct.expire(cx.now_ns, budget);
+        let c = self.ct.counters();
+        cx.stats.set_event(Event::CtCreated, c.created);
+        cx.stats.set_event(Event::CtEvicted, c.evicted());
+        cx.stats.set_event(Event::CtExpired, c.expired);
+        cx.stats.set_event(Event::CtRefusedFull, c.refused_full);
+        cx.stats
+            .set_event(Event::CtConnections, self.ct.len() as u64);
         let t = cx.tables;
         if t.generation != self.sweep_generation {
             self.sweep_generation = t.generation;
@@ -254,6 +281,7 @@ fn sctp_chunk_set(d: &[u8], l4: usize, m: &PacketMeta) -> u16 {
 impl ServiceStage {
     /// A trackable packet: its connection, or a new one.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn packet(
         &mut self,
         cx: &Context<'_>,
@@ -261,10 +289,12 @@ impl ServiceStage {
         i: usize,
         key: &ConnKey,
         hash: u64,
+        hit: Option<Hit>,
+        changed: &mut bool,
     ) -> Action {
         let event = l4_event(&burst.pkts[i], &burst.meta[i]);
         let bytes = burst.meta[i].l3_len as u32;
-        if let Some(hit) = self.ct.lookup_hashed(key, hash, cx.now_ns) {
+        if let Some(hit) = hit {
             match self.ct.observe(hit, event, bytes, cx.now_ns) {
                 Verdict::Forward(f) => {
                     apply(&mut burst.pkts[i], &mut burst.meta[i], &f);
@@ -276,7 +306,14 @@ impl ServiceStage {
         } else if let Some(w) = self.handoff_target(cx, burst, i, event) {
             return Action::Handoff(w);
         }
-        self.first_packet(cx, &mut burst.pkts[i], &mut burst.meta[i], key, hash, event)
+        // Only a creation that took an entry from another connection
+        // (eviction, reclaim, reopen) can leave this burst's hits stale.
+        let before = self.ct.len();
+        let a = self.first_packet(cx, &mut burst.pkts[i], &mut burst.meta[i], key, hash, event);
+        if self.ct.len() != before + 1 {
+            *changed = true;
+        }
+        a
     }
 
     /// The worker to hand a missed packet to, when it may be a reply of a

@@ -101,6 +101,11 @@ counters! {
         IcmpErrorTranslated = ("icmp_error_translated", "ICMP errors about a translated connection rewritten back"),
         ConnectionsEndpointGone = ("ct_endpoint_gone", "connections removed because their Service endpoint was removed"),
         ResetSent = ("tcp_reset_sent", "TCP resets sent for rejected Service connections"),
+        CtCreated = ("ct_created", "connections created in the connection tables"),
+        CtEvicted = ("ct_evicted", "connections evicted from a full table (never assured live ones unless configured)"),
+        CtExpired = ("ct_expired", "connections reclaimed after their timeout"),
+        CtRefusedFull = ("ct_refused_full", "new connections refused: the table was full of live connections"),
+        CtConnections = ("ct_connections", "connections in the tables now (a gauge, not a count of events)"),
     }
 }
 
@@ -154,6 +159,13 @@ impl WorkerStats {
     #[inline(always)]
     pub fn event(&self, e: Event) {
         bump(&self.events[e as usize], 1);
+    }
+
+    /// Sets a counter that mirrors a count kept elsewhere (the connection
+    /// table's) or a gauge.
+    #[inline(always)]
+    pub fn set_event(&self, e: Event, value: u64) {
+        self.events[e as usize].store(value, Ordering::Relaxed);
     }
 
     #[inline(always)]
