@@ -97,7 +97,7 @@ const NEW_BASE: u32 = 0x0a60_0000; // 10.96.0.0/11: new clients
 const TCP: u8 = 6;
 
 fn proto_of(service: u32) -> (u8, u16) {
-    if service % 2 == 0 {
+    if service.is_multiple_of(2) {
         (TCP, 80)
     } else {
         (17, 53)
