@@ -731,3 +731,87 @@ fn every_connection_completes_with_two_workers() {
     let _ = IpAddr::V4(v4(CLIENT));
     let _ = Event::HandoffSent;
 }
+
+/// Rejects leave the slow path as nftables' `reject` does: a TCP reset from
+/// the address and port the client used, ICMP port unreachable for UDP.
+#[test]
+fn rejects_answer_with_a_reset_or_port_unreachable() {
+    let cfg = MemPortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        ring_size: 256,
+        ..MemPortConfig::default()
+    };
+    let port = |id: u16| MemPortConfig {
+        port_id: id,
+        ..cfg.clone()
+    };
+    let (p0, client) = MemPort::new("p0", port(0));
+    let (p1, _server) = MemPort::new("p1", port(1));
+    let (p2, _other) = MemPort::new("p2", port(2));
+    let ports: Vec<Arc<dyn Port>> = vec![p0, p1, p2];
+    let ecfg = EngineConfig {
+        workers: 1,
+        cores: vec![],
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start_each(
+        ports,
+        TableCell::new(tables_with(services())),
+        &ecfg,
+        |_| service_pipeline(&ServiceConfig::default()),
+    )
+    .unwrap();
+    let mut cache = engine.pool().cache(16);
+    let mut send = |f: Vec<u8>| {
+        let mut p = cache.alloc().unwrap();
+        assert!(p.fill(&f));
+        client.inject(p).unwrap();
+    };
+    let garp = PacketBuilder::new(MAC_CLIENT, [0xff; 6])
+        .arp(2, MAC_CLIENT, [10, 0, 0, 10], MAC_P0, [10, 0, 0, 1])
+        .build();
+    send(garp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.neighbours().list().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let syn = from_client()
+        .ipv4(v4(CLIENT), v4(VIP_EMPTY))
+        .tcp_full(40000, 80, 1000, 0, tcp_flags::SYN, 64240, &[])
+        .build();
+    send(syn);
+    send(
+        from_client()
+            .ipv4(v4(CLIENT), v4(VIP))
+            .udp(5000, 54)
+            .payload(b"x")
+            .build(),
+    );
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 2 && Instant::now() < deadline {
+        client.collect_all(&mut got);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(got.len(), 2, "a reset and an ICMP error");
+    let rst = seen(got[0].data());
+    assert_eq!((rst.src, rst.sport), (a4(VIP_EMPTY), 80));
+    assert_eq!((rst.dst, rst.dport), (a4(CLIENT), 40000));
+    assert_eq!(rst.flags, tcp_flags::RST | tcp_flags::ACK);
+    let d = got[0].data();
+    assert_eq!(
+        u32::from_be_bytes(d[42..46].try_into().unwrap()),
+        1001,
+        "ack = ISN + 1"
+    );
+    let icmp = seen(got[1].data());
+    assert_eq!((icmp.proto, icmp.src, icmp.dst), (1, a4(VIP), a4(CLIENT)));
+    let d = got[1].data();
+    assert_eq!((d[34], d[35]), (3, 3), "port unreachable");
+    let stats = engine.stats();
+    assert_eq!(stats.drops["service_reject"], 2);
+    assert_eq!(stats.events["tcp_reset_sent"], 1);
+    drop(got);
+    engine.stop();
+}
