@@ -219,6 +219,7 @@ impl Template {
 /// What the generator needs, shared by its port and its queue.
 struct Plan {
     services: u32,
+    services_magic: u64,
     flows: u32,
     /// The endpoint each established flow was sent to (for the warm-up's
     /// replies).
@@ -235,8 +236,11 @@ struct Plan {
 }
 
 impl Plan {
+    #[inline]
     fn flow(&self, f: u32) -> (u32, u16, u32, u16, u8) {
-        let s = f % self.services;
+        // f % services without a division (Lemire's fastmod).
+        let low = self.services_magic.wrapping_mul(f as u64);
+        let s = ((low as u128 * self.services as u128) >> 64) as u32;
         let (proto, port) = proto_of(s);
         (
             EST_BASE + (f >> 8),
@@ -287,9 +291,9 @@ impl Port for GenPort {
             });
         }
         // A stride coprime with the flow count visits every flow.
-        let mut stride = (self.plan.flows / 2 + 7919) | 1;
+        let mut stride = ((self.plan.flows / 2 + 7919) | 1) % self.plan.flows.max(1);
         while gcd(stride, self.plan.flows) != 1 {
-            stride += 2;
+            stride = (stride + 2) % self.plan.flows.max(1);
         }
         Ok(Box::new(GenRx {
             plan: self.plan.clone(),
@@ -374,7 +378,11 @@ impl RxQueue for GenRx {
                     let t = if proto == TCP { &plan.syn } else { &plan.udp };
                     t.write(buf, src, VIP_BASE + s, sport, port);
                 } else {
-                    self.cursor = ((self.cursor as u64 + self.stride as u64) % f) as u32;
+                    // cursor += stride (mod flows), without a division.
+                    self.cursor += self.stride;
+                    if self.cursor >= plan.flows {
+                        self.cursor -= plan.flows;
+                    }
                     let (src, sport, dst, dport, proto) = plan.flow(self.cursor);
                     let t = if proto == TCP { &plan.ack } else { &plan.udp };
                     t.write(buf, src, dst, sport, dport);
@@ -440,6 +448,7 @@ pub fn run(p: &Params, seconds: u64, progress: bool) -> Result<Report, String> {
     drop(rings);
     let plan = Arc::new(Plan {
         services: p.services,
+        services_magic: (u64::MAX / p.services as u64).wrapping_add(1),
         flows: p.connections,
         endpoint,
         new_threshold: (p.new_share.clamp(0.0, 1.0) * u32::MAX as f64) as u32,

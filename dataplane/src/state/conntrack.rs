@@ -1209,6 +1209,19 @@ impl<A: Addr> FlowTable<A> {
         exclude: u32,
         max_rank: u8,
     ) -> Option<(u32, u8)> {
+        // The candidates' entries are independent loads: start them all
+        // before ranking, so their cache misses overlap.
+        for &b in buckets {
+            let bucket = &self.buckets[b];
+            let mut m = !bucket.matches(0) & SLOT_MASK;
+            while m != 0 {
+                let s = m.trailing_zeros() as usize % SLOTS;
+                m &= m - 1;
+                if let Some(e) = self.entries.get((bucket.refs[s] >> 1) as usize) {
+                    prefetch(&e.status);
+                }
+            }
+        }
         let mut best: Option<(u8, u64, u32)> = None;
         for &b in buckets {
             let bucket = &self.buckets[b];
