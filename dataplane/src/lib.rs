@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod buf;
+pub mod defer;
 pub mod engine;
 pub mod io;
 pub mod stages;

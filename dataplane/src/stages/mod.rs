@@ -23,6 +23,7 @@ pub mod parse;
 pub mod rewrite;
 pub mod route;
 pub mod service;
+pub mod shape;
 pub mod slowpath;
 
 use crate::buf::{Batch, BURST_SIZE};
@@ -43,6 +44,9 @@ pub enum Action {
     Drop(DropReason),
     /// Hand to this worker, which may own the packet's connection.
     Handoff(u16),
+    /// Transmit on this port, not before this time (ns of the worker's
+    /// clock): a shaped packet the worker holds until then.
+    Defer(PortId, u64),
 }
 
 /// Why a packet goes to the slow path.
@@ -95,6 +99,9 @@ pub struct PacketMeta {
     pub flow_hash: u32,
     /// Set by `route`: the chosen next hop's index in the network's table.
     pub next_hop: u32,
+    /// Set by the shaping stages: the earliest time the packet may leave
+    /// (0: at once).
+    pub depart_ns: u64,
 }
 
 /// `PacketMeta::flags` bits.
@@ -200,11 +207,18 @@ pub fn router() -> RouterPipeline {
     (parse::Parse, (route::Route, rewrite::Rewrite))
 }
 
-/// The Kubernetes node pipeline: parse → service (connection tracking,
-/// load balancing, NAT) → route → rewrite.
+/// The Kubernetes node pipeline: parse → egress shaping → service
+/// (connection tracking, load balancing, NAT) → route → rewrite → ingress
+/// shaping. Shaping costs one branch per burst when no pod is limited.
 pub type ServicePipeline = (
     parse::Parse,
-    (service::ServiceStage, (route::Route, rewrite::Rewrite)),
+    (
+        shape::ShapeEgress,
+        (
+            service::ServiceStage,
+            (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+        ),
+    ),
 );
 
 /// The service pipeline for one worker.
@@ -212,8 +226,31 @@ pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
     (
         parse::Parse,
         (
-            service::ServiceStage::new(cfg),
-            (route::Route, rewrite::Rewrite),
+            shape::ShapeEgress,
+            (
+                service::ServiceStage::new(cfg),
+                (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+            ),
+        ),
+    )
+}
+
+/// The router with per-pod bandwidth limits: parse → route → rewrite →
+/// shaping (both directions, on the packet's own addresses).
+pub type ShapedRouterPipeline = (
+    parse::Parse,
+    (
+        shape::ShapeEgress,
+        (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+    ),
+);
+
+pub fn shaped_router() -> ShapedRouterPipeline {
+    (
+        parse::Parse,
+        (
+            shape::ShapeEgress,
+            (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
         ),
     )
 }

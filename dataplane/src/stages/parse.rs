@@ -98,6 +98,7 @@ pub fn parse_frame(
     // The flow hash is computed by the stages that need it (ECMP, load
     // balancing), not for every packet.
     meta.flow_hash = 0;
+    meta.depart_ns = 0;
     match et {
         ethertype::IPV4 => parse_ipv4(d, off, fl, meta),
         ethertype::IPV6 => parse_ipv6(d, off, fl, meta),

@@ -5,6 +5,7 @@
 //! (sharing unchanged parts through `Arc`) and publishes it through a
 //! [`cell::TableCell`]. A worker checks for a new generation once per burst.
 
+pub mod bandwidth;
 pub mod build;
 pub mod cell;
 pub mod lpm4;
@@ -38,6 +39,8 @@ pub struct Tables {
     pub neighbour: NeighbourTimers,
     /// Kubernetes Services (empty for a plain router).
     pub services: services::ServiceTable,
+    /// Per-pod bandwidth limits (empty: nothing limited).
+    pub bandwidth: bandwidth::BandwidthTable,
 }
 
 /// Who this node is; carried from the start so that multi-node features
@@ -197,6 +200,7 @@ impl Tables {
             icmp: IcmpLimits::default(),
             neighbour: NeighbourTimers::default(),
             services: services::ServiceTable::default(),
+            bandwidth: bandwidth::BandwidthTable::default(),
         }
     }
 
