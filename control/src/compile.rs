@@ -205,6 +205,7 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
             _ => {}
         }
     }
+    b.bandwidth = crate::bandwidth::compile_bandwidth(state, &Default::default())?;
     b.build().map_err(|e| {
         // The builder names routes and ports by prefix and port; map the
         // field onto the API object's spec.

@@ -1,6 +1,7 @@
 //! Sluice's control plane: the daemon's entry points.
 
 pub mod api;
+pub mod bandwidth;
 pub mod compile;
 pub mod controller;
 pub mod ctl;

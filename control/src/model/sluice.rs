@@ -323,6 +323,23 @@ pub struct BandwidthSpec {
     /// bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_burst: Option<u64>,
+    /// What happens beyond the burst: `Shape` (queue up to 25 ms, then
+    /// drop; the bandwidth plugin's behaviour, the default) or `Police`
+    /// (drop at once).
+    #[serde(default, skip_serializing_if = "is_default_mode")]
+    pub mode: BandwidthMode,
+}
+
+/// See [`BandwidthSpec::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BandwidthMode {
+    #[default]
+    Shape,
+    Police,
+}
+
+fn is_default_mode(m: &BandwidthMode) -> bool {
+    *m == BandwidthMode::Shape
 }
 
 resource! {

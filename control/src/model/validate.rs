@@ -232,6 +232,8 @@ impl V {
         let Some(spec) = &pod.spec else {
             return Err(self.err("spec", "required"));
         };
+        crate::bandwidth::pod_annotation_rates(pod)
+            .map_err(|(field, message)| self.err(field, message))?;
         if let Some(node) = &spec.node_name {
             self.check("spec.nodeName", names::dns1123_subdomain(node))?;
         }
