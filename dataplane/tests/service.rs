@@ -554,8 +554,11 @@ fn connections_to_removed_endpoints_are_swept() {
     for p in 0..100u16 {
         h.run_one(0, syn(CLIENT, VIP, 1000 + p, 80));
     }
-    let ct =
-        |h: &Harness<sluice_dataplane::stages::ServicePipeline>| h.pipeline.1 .0.conntrack().len();
+    let ct = |h: &Harness<sluice_dataplane::stages::ServicePipeline>| {
+        sluice_dataplane::stages::service_stage(&h.pipeline)
+            .conntrack()
+            .len()
+    };
     assert_eq!(ct(&h), 100);
     // Endpoint 20.0.1.2 goes away (from both front ends that use it).
     let mut st = services();

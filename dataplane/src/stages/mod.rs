@@ -235,6 +235,11 @@ pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
     )
 }
 
+/// The service stage of a [`ServicePipeline`] (its connection table).
+pub fn service_stage(p: &ServicePipeline) -> &service::ServiceStage {
+    &p.1 .1 .0
+}
+
 /// The router with per-pod bandwidth limits: parse → route → rewrite →
 /// shaping (both directions, on the packet's own addresses).
 pub type ShapedRouterPipeline = (
