@@ -33,7 +33,9 @@ mod view;
 #[cfg(test)]
 mod oracle_tests;
 
-pub use classify::{classify, hairpin, NodeConfig, Probe, Verdict};
+pub use classify::{
+    classify, hairpin, resolve, FrontendKey, NodeConfig, PortRules, Probe, SourceClass, Verdict,
+};
 pub use topology::{
     categorize_endpoints, topology_mode_from_hints, CategorizedEndpoints, TopologyMode,
     TrafficPolicies,
