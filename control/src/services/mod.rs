@@ -27,6 +27,7 @@
 //! objects arrived in.
 
 mod classify;
+mod table;
 mod topology;
 mod view;
 
@@ -35,6 +36,10 @@ mod oracle_tests;
 
 pub use classify::{
     classify, hairpin, resolve, FrontendKey, NodeConfig, PortRules, Probe, SourceClass, Verdict,
+};
+pub use table::{
+    addr_bits, describe_table, family_num, proto_num, table_verdict, FrontendSummary,
+    PreparedServices, ServiceCompiler, ServiceKey, TableSummary, SERVICE_NETWORK,
 };
 pub use topology::{
     categorize_endpoints, topology_mode_from_hints, CategorizedEndpoints, TopologyMode,
