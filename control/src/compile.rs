@@ -19,8 +19,10 @@
 //! the API configures them.
 
 use crate::model::sluice::RouteType;
-use crate::model::{DesiredState, Kind, Object, DEFAULT_NETWORK};
+use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
+use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
 use core::fmt;
+use ipnet::IpNet;
 use sluice_dataplane::tables::{
     NextHopSpec, NodeIdentity, PortId, RouteTarget, Tables, TablesBuilder,
 };
@@ -34,11 +36,26 @@ pub struct PortDecl {
     pub backend: String,
 }
 
+/// kube-proxy's node settings for the Service rules (sluiced's
+/// `[services]` table).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Pod CIDRs: sources in them are pods (the local traffic detector).
+    pub cluster_cidrs: Vec<IpNet>,
+    /// Service CIDRs: unallocated addresses in them are dropped.
+    pub service_cidrs: Vec<IpNet>,
+    /// `--nodeport-addresses`; none of a family: every node address.
+    pub node_port_addresses: Vec<IpNet>,
+    /// `--masquerade-all`.
+    pub masquerade_all: bool,
+}
+
 /// What the compiler knows of the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeContext {
     pub node: NodeIdentity,
     pub ports: Vec<PortDecl>,
+    pub services: ServiceSettings,
 }
 
 /// A state that cannot be compiled on this node, naming the object and field.
@@ -68,15 +85,172 @@ fn err(object: impl fmt::Display, field: &str, message: impl Into<String>) -> Co
 /// The MTU a port gets when no Interface configures it.
 const UNCONFIGURED_MTU: u16 = 1500;
 
-/// Compiles `state` for the node described by `ctx`.
+/// Compiles `state` for the node described by `ctx`, from scratch.
 pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, CompileError> {
+    Ok(Compiler::new(state, ctx.clone())?.1)
+}
+
+/// The kinds whose changes rebuild the routing part of the tables (ports,
+/// networks, FIBs).
+const NETWORK_KINDS: &[Kind] = &[Kind::Network, Kind::Interface, Kind::Route, Kind::Neighbour];
+
+/// The node settings the Service rules run with: the configuration's
+/// `[services]` settings and node identity, with the zone of the Node
+/// object named after this node when the state has one (its
+/// `topology.kubernetes.io/zone` label, as kube-proxy reads it), else the
+/// configured zone. The node's primary address of each family is the first
+/// configured address of that family.
+pub fn service_node(state: &DesiredState, ctx: &NodeContext) -> NodeConfig {
+    let zone = services::node_zone(state, &ctx.node.name)
+        .or_else(|| Some(ctx.node.zone.clone()).filter(|z| !z.is_empty()));
+    let mut primary_ips = Vec::new();
+    for ip in &ctx.node.addresses {
+        if !primary_ips
+            .iter()
+            .any(|p: &std::net::IpAddr| p.is_ipv4() == ip.is_ipv4())
+        {
+            primary_ips.push(*ip);
+        }
+    }
+    NodeConfig {
+        name: ctx.node.name.clone(),
+        zone,
+        primary_ips,
+        local_ips: ctx.node.addresses.clone(),
+        cluster_cidrs: ctx.services.cluster_cidrs.clone(),
+        service_cidrs: ctx.services.service_cidrs.clone(),
+        node_port_addresses: ctx.services.node_port_addresses.clone(),
+        masquerade_all: ctx.services.masquerade_all,
+    }
+}
+
+/// The compiler with what it keeps between generations, so that a change
+/// recompiles what depends on it:
+///
+/// - a change to Networks, Interfaces, Routes or Neighbours rebuilds the
+///   ports and every network's FIBs (the routing part); otherwise the last
+///   generation's networks are reused (their FIBs are shared `Arc`s);
+/// - a change to Services or EndpointSlices recompiles those Services only
+///   ([`ServiceCompiler`]), into a clone of the last service table;
+/// - a change to the node's Node object that changes its zone rebuilds the
+///   service table from scratch (every Service's topology depends on it);
+/// - other kinds are not compiled yet: their changes reuse everything.
+///
+/// [`prepare`](Compiler::prepare) does the work that can fail without
+/// changing the compiler; [`apply`](Compiler::apply) installs it.
+pub struct Compiler {
+    ctx: NodeContext,
+    /// The routing part of the last generation (its service table unused).
+    base: Tables,
+    services: ServiceCompiler,
+}
+
+/// A compile that [`Compiler::prepare`] checked, ready to apply.
+pub struct PreparedCompile {
+    /// New routing tables, when routing kinds changed.
+    base: Option<Tables>,
+    services: PreparedServiceChange,
+}
+
+enum PreparedServiceChange {
+    None,
+    Incremental(PreparedServices),
+    Full(Box<ServiceCompiler>),
+}
+
+impl PreparedCompile {
+    /// Whether the service table is rebuilt from scratch.
+    pub fn rebuilds_services(&self) -> bool {
+        matches!(self.services, PreparedServiceChange::Full(_))
+    }
+
+    /// Whether the routing tables are rebuilt.
+    pub fn rebuilds_routing(&self) -> bool {
+        self.base.is_some()
+    }
+}
+
+impl Compiler {
+    /// Compiles `state` from scratch; returns the compiler and the tables.
+    pub fn new(state: &DesiredState, ctx: NodeContext) -> Result<(Compiler, Tables), CompileError> {
+        let base = compile_routing(state, &ctx)?;
+        let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
+        let mut tables = base.clone();
+        tables.services = services.table().clone();
+        Ok((
+            Compiler {
+                ctx,
+                base,
+                services,
+            },
+            tables,
+        ))
+    }
+
+    pub fn context(&self) -> &NodeContext {
+        &self.ctx
+    }
+
+    /// The Service part, for inspection.
+    pub fn services(&self) -> &ServiceCompiler {
+        &self.services
+    }
+
+    /// Prepares the compile of `state`, which differs from the state last
+    /// compiled by the objects `changed`.
+    pub fn prepare(
+        &self,
+        state: &DesiredState,
+        changed: &[ObjectKey],
+    ) -> Result<PreparedCompile, CompileError> {
+        let base = if changed.iter().any(|k| NETWORK_KINDS.contains(&k.kind)) {
+            Some(compile_routing(state, &self.ctx)?)
+        } else {
+            None
+        };
+        let node_changed = changed.iter().any(|k| k.kind == Kind::Node)
+            && service_node(state, &self.ctx) != *self.services.node();
+        let services = if node_changed {
+            PreparedServiceChange::Full(Box::new(ServiceCompiler::full(
+                state,
+                service_node(state, &self.ctx),
+            )?))
+        } else if changed
+            .iter()
+            .any(|k| matches!(k.kind, Kind::Service | Kind::EndpointSlice))
+        {
+            PreparedServiceChange::Incremental(self.services.prepare(state, changed)?)
+        } else {
+            PreparedServiceChange::None
+        };
+        Ok(PreparedCompile { base, services })
+    }
+
+    /// Installs a prepared compile and returns the new generation's tables.
+    pub fn apply(&mut self, prepared: PreparedCompile) -> Tables {
+        if let Some(base) = prepared.base {
+            self.base = base;
+        }
+        match prepared.services {
+            PreparedServiceChange::None => {}
+            PreparedServiceChange::Incremental(p) => self.services.apply(p),
+            PreparedServiceChange::Full(c) => self.services = *c,
+        }
+        let mut tables = self.base.clone();
+        tables.services = self.services.table().clone();
+        tables
+    }
+}
+
+/// The routing part: ports, networks, FIBs, neighbours.
+fn compile_routing(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, CompileError> {
     let mut b = TablesBuilder::new();
     b.node = ctx.node.clone();
 
     // Networks: "default" is id 0; the rest in name order.
     let mut networks: BTreeMap<&str, u16> = BTreeMap::new();
     networks.insert(DEFAULT_NETWORK, 0);
-    for so in state.iter() {
+    for so in of_kind(state, Kind::Network) {
         if let Object::Network(n) = &so.object {
             let name = n.metadata.name.as_deref().unwrap_or_default();
             if name != DEFAULT_NETWORK {
@@ -94,7 +268,7 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
 
     // Interfaces by name, then the node's ports in id order.
     let mut interfaces = BTreeMap::new();
-    for so in state.iter() {
+    for so in of_kind(state, Kind::Interface) {
         if let Object::Interface(i) = &so.object {
             interfaces.insert(i.metadata.name.clone().unwrap_or_default(), i);
         }
@@ -149,7 +323,8 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
     // The builder names a route by its prefix and network; errors are
     // reported against the Route object that declared it.
     let mut route_objects: BTreeMap<String, String> = BTreeMap::new();
-    for so in state.iter() {
+    let routes = of_kind(state, Kind::Route);
+    for so in routes.chain(of_kind(state, Kind::Neighbour)) {
         match &so.object {
             Object::Route(r) => {
                 let object = format!("Route {}", r.metadata.name.as_deref().unwrap_or_default());
@@ -223,8 +398,21 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
     })
 }
 
+fn of_kind(state: &DesiredState, kind: Kind) -> impl Iterator<Item = &StoredObject> {
+    // Without a selector, listing cannot fail.
+    state.list(kind, None, None).unwrap_or_default().into_iter()
+}
+
 /// The kinds `compile` turns into tables today.
-pub const COMPILED_KINDS: &[Kind] = &[Kind::Network, Kind::Interface, Kind::Route, Kind::Neighbour];
+pub const COMPILED_KINDS: &[Kind] = &[
+    Kind::Network,
+    Kind::Interface,
+    Kind::Route,
+    Kind::Neighbour,
+    Kind::Node,
+    Kind::Service,
+    Kind::EndpointSlice,
+];
 
 #[cfg(test)]
 mod tests {
@@ -249,6 +437,7 @@ mod tests {
                     backend: "mem:p1".into(),
                 },
             ],
+            services: ServiceSettings::default(),
         }
     }
 

@@ -3,18 +3,26 @@
 //! `apply` does, under one lock (batches are serialised):
 //! 1. check the batch against the whole desired state (validation, conflicts,
 //!    references) — any problem refuses it whole;
-//! 2. compile the state the batch would produce — a state that cannot be
-//!    compiled on this node is refused the same way;
-//! 3. with `dry_run`, stop here and report the revision it would get;
+//! 2. commit it to the in-memory state, keeping what it takes to undo it,
+//!    and prepare the compile of what it changed (see [`Compiler`]) — a
+//!    state that cannot be compiled on this node is refused the same way,
+//!    and the state is put back;
+//! 3. with `dry_run`, put the state back and report the revision it would
+//!    get;
 //! 4. write the batch to the store as one durable transaction (the revision
 //!    is acknowledged only after this);
-//! 5. publish the new table generation to the workers and tell watchers.
+//! 5. install the prepared compile, publish the new table generation to the
+//!    workers and tell watchers.
+//!
+//! The state is never cloned and the compiler only recompiles what the
+//! batch touched, so a one-object change costs in proportion to that
+//! object, not to the state (100k Services and their slices).
 //!
 //! On start, `open` reads the store, rebuilds the desired state, compiles it,
 //! and only then hands the tables to the caller, so a restarted daemon
 //! forwards with the same tables it had before.
 
-use crate::compile::{compile, CompileError, NodeContext};
+use crate::compile::{CompileError, Compiler, NodeContext};
 use crate::model::{Change, DesiredState, Kind, ModelError, Object, ObjectKey, StoredObject};
 use crate::store::{Store, StoreError};
 use core::fmt;
@@ -97,6 +105,7 @@ pub type StatsSource = Box<dyn Fn() -> StatsSnapshot + Send + Sync>;
 struct Inner {
     desired: DesiredState,
     store: Store,
+    compiler: Compiler,
 }
 
 pub struct Controller {
@@ -167,10 +176,14 @@ impl Controller {
             objects.push(decode(key, bytes)?);
         }
         let desired = DesiredState::restore(revision, objects)?;
-        let tables = compile(&desired, &ctx)?;
+        let (compiler, tables) = Compiler::new(&desired, ctx.clone())?;
         let (revision_tx, _) = tokio::sync::watch::channel(revision);
         Ok(Controller {
-            inner: Mutex::new(Inner { desired, store }),
+            inner: Mutex::new(Inner {
+                desired,
+                store,
+                compiler,
+            }),
             tables: TableCell::new(tables),
             ctx,
             revision_tx,
@@ -198,22 +211,32 @@ impl Controller {
 
     /// Applies a batch: all of it or none of it. See the module docs.
     pub fn apply(&self, batch: Vec<Change>, dry_run: bool) -> Result<Applied, ControlError> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let plan = inner.desired.check_batch(&batch)?;
-        let mut next = inner.desired.clone();
-        let revision = next.commit(plan);
-        let tables = compile(&next, &self.ctx)?;
+        let keys: Vec<ObjectKey> = batch.iter().map(Change::key).collect();
+        let created: Vec<bool> = keys
+            .iter()
+            .map(|k| inner.desired.get(k).is_none())
+            .collect();
+        let (revision, undo) = inner.desired.commit_undoable(plan);
+        let prepared = match inner.compiler.prepare(&inner.desired, &keys) {
+            Ok(p) => p,
+            Err(e) => {
+                inner.desired.undo(undo);
+                return Err(e.into());
+            }
+        };
         if dry_run {
+            inner.desired.undo(undo);
             return Ok(Applied {
                 revision,
                 generation: 0,
             });
         }
         let mut changes = Vec::with_capacity(batch.len());
-        for change in &batch {
-            let key = change.key();
-            let created = inner.desired.get(&key).is_none();
-            let value = next.get(&key).map(|so| {
+        for (key, created) in keys.iter().zip(created) {
+            let value = inner.desired.get(key).map(|so| {
                 serde_json::to_vec(&Record {
                     revision: so.revision,
                     object: so.object.to_value(),
@@ -221,16 +244,22 @@ impl Controller {
                 })
                 .expect("objects serialise")
             });
-            changes.push((store_key(&key), value));
+            changes.push((store_key(key), value));
         }
-        let stored = inner.store.commit(&changes)?;
+        let stored = match inner.store.commit(&changes) {
+            Ok(r) => r,
+            Err(e) => {
+                inner.desired.undo(undo);
+                return Err(e.into());
+            }
+        };
         debug_assert_eq!(
             stored, revision,
             "the store and the desired state agree on revisions"
         );
-        inner.desired = next;
+        let tables = inner.compiler.apply(prepared);
         let generation = self.tables.publish(tables);
-        drop(inner);
+        drop(guard);
         self.revision_tx.send_replace(revision);
         Ok(Applied {
             revision,

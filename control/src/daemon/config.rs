@@ -11,6 +11,12 @@
 //! zone = "zone-a"
 //! addresses = ["192.0.2.10"]
 //!
+//! [services]
+//! cluster_cidrs = ["10.244.0.0/16"]
+//! service_cidrs = ["10.96.0.0/12"]
+//! node_port_addresses = ["192.0.2.0/24"]
+//! masquerade_all = false
+//!
 //! [api]
 //! listen = ["unix:/run/sluice/api.sock"]
 //!
@@ -24,6 +30,8 @@
 
 use super::ports::Backend;
 use crate::api::listen::{ListenAddr, TlsFiles, DEFAULT_API};
+use crate::compile::ServiceSettings;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -48,6 +56,9 @@ pub struct Config {
     pub pool_size: Option<u32>,
     #[serde(default)]
     pub node: NodeConfig,
+    /// kube-proxy's node settings for the Service rules.
+    #[serde(default)]
+    pub services: ServicesConfig,
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
@@ -67,6 +78,75 @@ pub struct NodeConfig {
     pub zone: String,
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
+}
+
+/// The `[services]` table: what kube-proxy takes from its flags and
+/// configuration for the Service rules.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesConfig {
+    /// The cluster's pod CIDRs (`--cluster-cidr`): sources in them are pods.
+    /// Cluster-IP traffic from other sources is masqueraded; none of a
+    /// family means no pod detection (and no such masquerade) in it.
+    #[serde(default)]
+    pub cluster_cidrs: Vec<IpNet>,
+    /// The service CIDRs: packets to an address in them that no Service
+    /// holds are dropped.
+    #[serde(default)]
+    pub service_cidrs: Vec<IpNet>,
+    /// `--nodeport-addresses`: NodePorts are served on the node's
+    /// addresses inside these CIDRs; none of a family means every
+    /// non-loopback node address of that family.
+    #[serde(default)]
+    pub node_port_addresses: Vec<IpNet>,
+    /// `--masquerade-all`: masquerade all traffic to cluster IPs.
+    #[serde(default)]
+    pub masquerade_all: bool,
+}
+
+impl ServicesConfig {
+    /// Checks the CIDRs: no host bits set, and no pod CIDR overlapping a
+    /// service CIDR (an address cannot be both a pod and a Service).
+    pub fn check(&self) -> Result<(), String> {
+        let lists = [
+            ("cluster_cidrs", &self.cluster_cidrs),
+            ("service_cidrs", &self.service_cidrs),
+            ("node_port_addresses", &self.node_port_addresses),
+        ];
+        for (name, list) in lists {
+            for (i, net) in list.iter().enumerate() {
+                if net.trunc() != *net {
+                    return Err(format!(
+                        "services.{name}[{i}]: {net} has host bits set; expected {}",
+                        net.trunc()
+                    ));
+                }
+                if list[..i].contains(net) {
+                    return Err(format!("services.{name}[{i}]: {net} is listed twice"));
+                }
+            }
+        }
+        for (i, s) in self.service_cidrs.iter().enumerate() {
+            for (j, c) in self.cluster_cidrs.iter().enumerate() {
+                if s.contains(&c.network()) || c.contains(&s.network()) {
+                    return Err(format!(
+                        "services.service_cidrs[{i}]: {s} overlaps services.cluster_cidrs[{j}] ({c}); pod and service addresses must be apart"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings as the compiler takes them.
+    pub fn settings(&self) -> ServiceSettings {
+        ServiceSettings {
+            cluster_cidrs: self.cluster_cidrs.clone(),
+            service_cidrs: self.service_cidrs.clone(),
+            node_port_addresses: self.node_port_addresses.clone(),
+            masquerade_all: self.masquerade_all,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,6 +208,7 @@ impl Default for Config {
             cores: Vec::new(),
             pool_size: None,
             node: NodeConfig::default(),
+            services: ServicesConfig::default(),
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             ports: Vec::new(),
@@ -195,6 +276,7 @@ impl Config {
         if self.workers == 0 {
             return Err("workers: must be at least 1".into());
         }
+        self.services.check()?;
         let mut backends = Vec::with_capacity(self.ports.len());
         for (i, p) in self.ports.iter().enumerate() {
             let at = format!("port[{i}] ({})", p.name);
@@ -290,6 +372,12 @@ name = "edge-1"
 zone = "a"
 addresses = ["192.0.2.10", "2001:db8::10"]
 
+[services]
+cluster_cidrs = ["10.244.0.0/16", "fd00:10::/48"]
+service_cidrs = ["10.96.0.0/12"]
+node_port_addresses = ["192.0.2.0/24"]
+masquerade_all = true
+
 [api]
 listen = ["unix:/tmp/s/api.sock", "tcp:127.0.0.1:7443"]
 tls_cert = "/etc/sluice/cert.pem"
@@ -315,6 +403,11 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         assert_eq!(c.listen.len(), 2);
         assert!(c.tls.as_ref().unwrap().client_ca.is_some());
         assert_eq!(c.backends.len(), 2);
+        let s = c.config.services.settings();
+        assert_eq!(s.cluster_cidrs.len(), 2);
+        assert_eq!(s.service_cidrs, vec!["10.96.0.0/12".parse().unwrap()]);
+        assert_eq!(s.node_port_addresses, vec!["192.0.2.0/24".parse().unwrap()]);
+        assert!(s.masquerade_all);
         assert_eq!(
             c.config.metrics.listen,
             Some("127.0.0.1:9090".parse().unwrap())
@@ -360,5 +453,31 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         let two = "workers = 2\n[[port]]\nname = \"a\"\nbackend = \"pcap:out=/tmp/x.pcap\"\n";
         let e = Config::parse(two).unwrap().check().unwrap_err();
         assert!(e.contains("workers = 1"), "{e}");
+    }
+
+    #[test]
+    fn service_settings_are_checked() {
+        let check = |t: &str| Config::parse(t).and_then(|c| c.check().map(|_| ()));
+        assert!(Config::parse("").unwrap().services == ServicesConfig::default());
+        let e = check("[services]\ncluster_cidrs = [\"10.244.0.1/16\"]\n").unwrap_err();
+        assert!(
+            e.contains("services.cluster_cidrs[0]") && e.contains("host bits"),
+            "{e}"
+        );
+        let e = check(
+            "[services]\ncluster_cidrs = [\"10.0.0.0/8\"]\nservice_cidrs = [\"10.96.0.0/12\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("services.service_cidrs[0]") && e.contains("overlaps"),
+            "{e}"
+        );
+        let e = check("[services]\nnode_port_addresses = [\"192.0.2.0/24\", \"192.0.2.0/24\"]\n")
+            .unwrap_err();
+        assert!(e.contains("services.node_port_addresses[1]"), "{e}");
+        let e = Config::parse("[services]\nservice_cidr = []\n").unwrap_err();
+        assert!(e.contains("service_cidr"), "{e}");
+        let e = Config::parse("[services]\nservice_cidrs = [\"10.96.0.0\"]\n").unwrap_err();
+        assert!(e.starts_with(" line 2: "), "{e}");
     }
 }

@@ -59,6 +59,7 @@ pub fn run(checked: Checked) -> Result<(), String> {
                 backend: p.backend.clone(),
             })
             .collect(),
+        services: cfg.services.settings(),
     };
     let controller = Controller::open(&cfg.state_dir, ctx).map_err(|e| match e {
         ControlError::Invalid(_) | ControlError::Compile(_) => {

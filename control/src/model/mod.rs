@@ -55,7 +55,7 @@ pub use sluice::{
     Bandwidth, Chain, Interface, MacAddr, MulticastGroup, Neighbour, Network, NetworkService,
     NetworkServiceEndpoint, Route,
 };
-pub use state::{Change, DesiredState, Plan, StoredObject};
+pub use state::{Change, DesiredState, Plan, StoredObject, Undo};
 pub use validate::{validate, NODE_PORT_RANGE};
 
 /// The API group of the appliance's own kinds.

@@ -81,6 +81,13 @@ impl Plan {
     }
 }
 
+/// What [`DesiredState::undo`] needs to reverse one commit.
+#[derive(Debug, Clone)]
+pub struct Undo {
+    revision: u64,
+    prior: Vec<(ObjectKey, Option<StoredObject>)>,
+}
+
 /// Something only one object may have at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ClaimKey {
@@ -435,6 +442,51 @@ impl DesiredState {
         }
         self.revision = revision;
         revision
+    }
+
+    /// Like [`commit`](Self::commit), and returns what [`undo`](Self::undo)
+    /// needs to put the state back as it was: the previous version of every
+    /// object the plan names. Cheaper than cloning the state for a change
+    /// that may still be refused (by the compiler, or a dry run).
+    ///
+    /// # Panics
+    /// As [`commit`](Self::commit).
+    pub fn commit_undoable(&mut self, plan: Plan) -> (u64, Undo) {
+        let prior = plan
+            .changes
+            .iter()
+            .map(|c| {
+                let key = planned_key(c);
+                let old = self.objects.get(&key).cloned();
+                (key, old)
+            })
+            .collect();
+        let undo = Undo {
+            revision: self.revision,
+            prior,
+        };
+        (self.commit(plan), undo)
+    }
+
+    /// Puts back the state an [`Undo`] was taken from. It must be the
+    /// last commit.
+    pub fn undo(&mut self, undo: Undo) {
+        for (key, old) in undo.prior.into_iter().rev() {
+            self.remove(&key);
+            if let Some(old) = old {
+                for c in claims_of(&old.object) {
+                    self.claims.insert(c.key, (key.clone(), c.field));
+                }
+                for r in references_of(&old.object) {
+                    self.referrers
+                        .entry(r.target)
+                        .or_default()
+                        .insert(key.clone());
+                }
+                self.objects.insert(key, old);
+            }
+        }
+        self.revision = undo.revision;
     }
 
     /// Checks and commits a batch in one step.

@@ -29,6 +29,7 @@ use super::view::{ServicePortView, ServiceSet};
 use super::IpFamily;
 use crate::model::names::Protocol;
 use ipnet::IpNet;
+pub use sluice_dataplane::tables::services::SourceClass;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
@@ -135,17 +136,96 @@ pub fn hairpin(src: IpAddr, endpoint: SocketAddr) -> bool {
     endpoint.ip() == src
 }
 
-/// One service port with its endpoint categories and what kube-proxy
-/// derives from them in `syncProxyRules`.
-struct Frontend<'a> {
-    view: &'a ServicePortView,
-    cat: CategorizedEndpoints,
+/// A front end the Service rules dispatch on, before the source is looked
+/// at: what the dataplane's service table is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrontendKey {
+    /// A packet to `addr:port` over `protocol`: a cluster IP, external IP
+    /// or load-balancer VIP, or any other address (then only the node-port
+    /// fall-through and steps 3–4 can match).
+    Address {
+        protocol: Protocol,
+        addr: IpAddr,
+        port: u16,
+    },
+    /// A packet to `port` over `protocol` on one of the node's NodePort
+    /// addresses of `family`, which no address front end claimed.
+    NodePort {
+        family: IpFamily,
+        protocol: Protocol,
+        port: u16,
+    },
 }
 
-impl<'a> Frontend<'a> {
-    fn new(view: &'a ServicePortView, node: &NodeConfig) -> Frontend<'a> {
+impl FrontendKey {
+    pub fn family(&self) -> IpFamily {
+        match self {
+            FrontendKey::Address { addr, .. } => IpFamily::of(*addr),
+            FrontendKey::NodePort { family, .. } => *family,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            FrontendKey::Address { protocol, .. } | FrontendKey::NodePort { protocol, .. } => {
+                *protocol
+            }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            FrontendKey::Address { port, .. } | FrontendKey::NodePort { port, .. } => *port,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The class of a source address, as the rules tell sources apart: a
+    /// pod when a detector (a cluster CIDR) exists for its family and holds
+    /// it, else the node when it is one of the node's addresses, else
+    /// other.
+    pub fn source_class(&self, src: IpAddr) -> SourceClass {
+        if self.has_detector(IpFamily::of(src)) && self.is_pod_ip(src) {
+            SourceClass::Pod
+        } else if self.is_local_ip(src) {
+            SourceClass::Node
+        } else {
+            SourceClass::Other
+        }
+    }
+
+    /// Every address the node owns (its local IPs and primary IPs), each
+    /// once, in order.
+    pub fn own_ips(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for ip in self.local_ips.iter().chain(&self.primary_ips) {
+            if !out.contains(ip) {
+                out.push(*ip);
+            }
+        }
+        out
+    }
+
+    /// Whether a detector of pod traffic exists for `family`.
+    pub fn detects_pods(&self, family: IpFamily) -> bool {
+        self.has_detector(family)
+    }
+}
+
+/// One service port with its endpoint categories and what kube-proxy
+/// derives from them in `syncProxyRules`. Categorizing costs allocations,
+/// so callers that resolve many keys prepare each port once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRules {
+    pub view: ServicePortView,
+    pub cat: CategorizedEndpoints,
+}
+
+impl PortRules {
+    pub fn new(view: ServicePortView, node: &NodeConfig) -> PortRules {
         let cat = view.categorize(&node.name, node.zone.as_deref());
-        Frontend { view, cat }
+        PortRules { view, cat }
     }
 
     /// `hasEndpoints`: usable endpoints somewhere in the cluster.
@@ -177,14 +257,15 @@ impl<'a> Frontend<'a> {
 
     /// Traffic to the cluster IP (the internal policy chain): masquerade
     /// when masquerading everything, or when the source is not a pod.
-    fn internal(&self, node: &NodeConfig, probe: &Probe) -> Verdict {
+    fn internal(&self, node: &NodeConfig, class: SourceClass) -> Verdict {
         let endpoints = if self.view.internal_policy_local {
             self.cat.local_or_empty()
         } else {
             self.cat.cluster_or_empty()
         };
+        // A pod class implies a detector for the family.
         let masquerade = node.masquerade_all
-            || (node.has_detector(self.view.family) && !node.is_pod_ip(probe.src));
+            || (node.has_detector(self.view.family) && class != SourceClass::Pod);
         Verdict::Dnat {
             endpoints,
             masquerade,
@@ -195,7 +276,7 @@ impl<'a> Frontend<'a> {
     /// service's "external" chain). `None` when the chain falls through
     /// without DNAT (externalTrafficPolicy Local, no local endpoint, and
     /// neither a pod nor the node sent it).
-    fn external(&self, node: &NodeConfig, probe: &Probe) -> Option<Verdict> {
+    fn external(&self, class: SourceClass) -> Option<Verdict> {
         let cluster = || self.cat.cluster_or_empty();
         if !self.view.external_policy_local {
             // Endpoints may be on other nodes: masquerade so replies come
@@ -205,92 +286,131 @@ impl<'a> Frontend<'a> {
                 masquerade: true,
             });
         }
-        if node.has_detector(self.view.family) && node.is_pod_ip(probe.src) {
+        match class {
             // Pods reaching an external address are treated as if they had
             // gone out to the load balancer and back: Cluster policy, source
             // kept ("short-circuit pod traffic").
-            return Some(Verdict::Dnat {
+            SourceClass::Pod => Some(Verdict::Dnat {
                 endpoints: cluster(),
                 masquerade: false,
-            });
-        }
-        if node.is_local_ip(probe.src) {
+            }),
             // The node's own traffic: Cluster policy, masqueraded, as its
             // source address may be the VIP itself ("short-circuit local
             // traffic").
-            return Some(Verdict::Dnat {
+            SourceClass::Node => Some(Verdict::Dnat {
                 endpoints: cluster(),
                 masquerade: true,
-            });
+            }),
+            SourceClass::Other => self.has_external_endpoints().then(|| Verdict::Dnat {
+                endpoints: self.cat.local_or_empty(),
+                masquerade: false,
+            }),
         }
-        self.has_external_endpoints().then(|| Verdict::Dnat {
-            endpoints: self.cat.local_or_empty(),
-            masquerade: false,
-        })
+    }
+
+    /// Whether the port's load-balancer source ranges admit the node's
+    /// primary address of the port's family: then packets from the port's
+    /// own VIPs are admitted too (see [`PortRules::source_allowed`]).
+    pub fn admits_node(&self, node: &NodeConfig) -> bool {
+        let ranges = &self.view.load_balancer_source_ranges;
+        node.primary_ips
+            .iter()
+            .filter(|ip| IpFamily::of(**ip) == self.view.family)
+            .any(|ip| ranges.iter().any(|r| r.contains(ip)))
     }
 
     /// The `firewall-check` verdict: whether the source may reach this
     /// port's load-balancer VIPs.
-    fn source_allowed(&self, node: &NodeConfig, src: IpAddr) -> bool {
+    pub fn source_allowed(&self, node: &NodeConfig, src: IpAddr) -> bool {
         let ranges = &self.view.load_balancer_source_ranges;
-        let admits = |ip: &IpAddr| ranges.iter().any(|r| r.contains(ip));
-        if admits(&src) {
+        if ranges.iter().any(|r| r.contains(&src)) {
             return true;
         }
-        let allow_from_node = node
-            .primary_ips
-            .iter()
-            .filter(|ip| IpFamily::of(**ip) == self.view.family)
-            .any(admits);
-        allow_from_node && self.view.load_balancer_vips.contains(&src)
+        self.admits_node(node) && self.view.load_balancer_vips.contains(&src)
+    }
+
+    /// Whether this port is reached at `addr:port` over `protocol` (its
+    /// cluster IP, an external IP or a VIP).
+    pub fn serves_address(&self, protocol: Protocol, addr: IpAddr, port: u16) -> bool {
+        self.view.name.protocol == protocol
+            && self.view.port == port
+            && (self.view.cluster_ip == addr
+                || self.view.external_ips.contains(&addr)
+                || self.view.load_balancer_vips.contains(&addr))
+    }
+
+    /// Whether this port has node port `port` over `protocol`.
+    pub fn serves_node_port(&self, protocol: Protocol, port: u16) -> bool {
+        self.view.name.protocol == protocol && self.view.node_port == Some(port)
+    }
+
+    /// Whether the source-range check guards this port at `addr`.
+    pub fn guards(&self, addr: IpAddr) -> bool {
+        self.view.load_balancer_vips.contains(&addr)
+            && !self.view.load_balancer_source_ranges.is_empty()
     }
 }
 
-/// The verdict kube-proxy's rules give `probe` on the node `node`, over the
-/// service ports of `services` (see the module comment for the order).
-pub fn classify(services: &ServiceSet, node: &NodeConfig, probe: &Probe) -> Verdict {
-    let family = IpFamily::of(probe.dst);
-    if IpFamily::of(probe.src) != family {
-        return Verdict::NoMatch;
-    }
-    let ports: Vec<&ServicePortView> = services.family(family).collect();
-    let serves = |v: &&ServicePortView| v.name.protocol == probe.protocol;
-    let on_port = |v: &&ServicePortView| serves(v) && v.port == probe.dst_port;
-    let node_ports = |v: &&ServicePortView| serves(v) && v.node_port == Some(probe.dst_port);
-
-    // 1. LoadBalancer source ranges.
-    for v in ports.iter().copied().filter(on_port) {
-        if v.load_balancer_vips.contains(&probe.dst) && !v.load_balancer_source_ranges.is_empty() {
-            let f = Frontend::new(v, node);
-            if !f.source_allowed(node, probe.src) {
-                return Verdict::Drop;
-            }
+/// What the Service rules do with a new connection to `key` from a source
+/// of class `class`: steps 2–4 of the module comment. `ports` are the
+/// service ports of the key's family in [`ServiceSet`] order; ports that
+/// neither serve the key's address and port nor have its node port are
+/// ignored, except by step 4 (a cluster IP on another port), which only an
+/// address key that no port serves reaches.
+///
+/// For an address key with a port serving it, the answer is never
+/// [`Verdict::NoMatch`]: dispatch or the no-endpoint check decides. For a
+/// node-port key with a port holding the node port, likewise.
+pub fn resolve(
+    ports: &[&PortRules],
+    node: &NodeConfig,
+    key: &FrontendKey,
+    class: SourceClass,
+) -> Verdict {
+    let family = key.family();
+    let protocol = key.protocol();
+    let port = key.port();
+    let node_ports =
+        |f: &&&PortRules| f.view.family == family && f.serves_node_port(protocol, port);
+    // Dispatch on node ports, then their no-endpoint check.
+    let node_port_dispatch = || {
+        ports
+            .iter()
+            .find(node_ports)
+            .filter(|f| f.has_endpoints())
+            .and_then(|f| f.external(class))
+    };
+    let node_port_check = || {
+        ports
+            .iter()
+            .filter(node_ports)
+            .find(|f| !f.has_external_endpoints())
+            .map(|f| f.no_endpoint_verdict())
+    };
+    let dst = match *key {
+        FrontendKey::NodePort { .. } => {
+            return node_port_dispatch()
+                .or_else(node_port_check)
+                .unwrap_or(Verdict::NoMatch);
         }
-    }
+        FrontendKey::Address { addr, .. } => addr,
+    };
+    let on_addr = |f: &&&PortRules| f.serves_address(protocol, dst, port);
 
     // 2. Dispatch: cluster IPs, external IPs and VIPs first, then node
     // ports. A VIP or node port entry exists only while the port has
     // endpoints; once an entry matched, a fall-through ends dispatch.
-    let by_address = ports.iter().copied().filter(on_port).find_map(|v| {
-        let f = Frontend::new(v, node);
-        if probe.dst == v.cluster_ip {
+    let by_address = ports.iter().filter(on_addr).find_map(|f| {
+        if dst == f.view.cluster_ip {
             f.has_internal_endpoints()
-                .then(|| Some(f.internal(node, probe)))
-        } else if v.external_ips.contains(&probe.dst) || v.load_balancer_vips.contains(&probe.dst) {
-            f.has_endpoints().then(|| f.external(node, probe))
+                .then(|| Some(f.internal(node, class)))
         } else {
-            None
+            f.has_endpoints().then(|| f.external(class))
         }
     });
     let dispatched = match by_address {
         Some(v) => v,
-        None if node.serves_node_ports_on(probe.dst) => ports
-            .iter()
-            .copied()
-            .find(node_ports)
-            .map(|v| Frontend::new(v, node))
-            .filter(Frontend::has_endpoints)
-            .and_then(|f| f.external(node, probe)),
+        None if node.serves_node_ports_on(dst) => node_port_dispatch(),
         None => None,
     };
     if let Some(v) = dispatched {
@@ -298,35 +418,62 @@ pub fn classify(services: &ServiceSet, node: &NodeConfig, probe: &Probe) -> Verd
     }
 
     // 3. Ports without usable endpoints for this traffic.
-    for v in ports.iter().copied().filter(on_port) {
-        let f = Frontend::new(v, node);
-        if probe.dst == v.cluster_ip {
+    for f in ports.iter().filter(on_addr) {
+        if dst == f.view.cluster_ip {
             if !f.has_internal_endpoints() {
                 return f.no_endpoint_verdict();
             }
-        } else if (v.external_ips.contains(&probe.dst) || v.load_balancer_vips.contains(&probe.dst))
-            && !f.has_external_endpoints()
-        {
+        } else if !f.has_external_endpoints() {
             return f.no_endpoint_verdict();
         }
     }
-    if node.serves_node_ports_on(probe.dst) {
-        for v in ports.iter().copied().filter(node_ports) {
-            let f = Frontend::new(v, node);
-            if !f.has_external_endpoints() {
-                return f.no_endpoint_verdict();
-            }
+    if node.serves_node_ports_on(dst) {
+        if let Some(v) = node_port_check() {
+            return v;
         }
     }
 
     // 4. Cluster IPs on other ports, and unallocated service addresses.
-    if ports.iter().any(|v| v.cluster_ip == probe.dst) {
+    if ports.iter().any(|f| f.view.cluster_ip == dst) {
         return Verdict::Reject;
     }
-    if node.service_cidrs.iter().any(|c| c.contains(&probe.dst)) {
+    if node.service_cidrs.iter().any(|c| c.contains(&dst)) {
         return Verdict::Drop;
     }
     Verdict::NoMatch
+}
+
+/// The verdict kube-proxy's rules give `probe` on the node `node`, over the
+/// service ports of `services` (see the module comment for the order): the
+/// load-balancer source-range check, then [`resolve`] for the probe's
+/// address key and source class.
+pub fn classify(services: &ServiceSet, node: &NodeConfig, probe: &Probe) -> Verdict {
+    let family = IpFamily::of(probe.dst);
+    if IpFamily::of(probe.src) != family {
+        return Verdict::NoMatch;
+    }
+    let prepared: Vec<PortRules> = services
+        .family(family)
+        .map(|v| PortRules::new(v.clone(), node))
+        .collect();
+    let ports: Vec<&PortRules> = prepared.iter().collect();
+
+    // 1. LoadBalancer source ranges.
+    for f in ports
+        .iter()
+        .filter(|f| f.serves_address(probe.protocol, probe.dst, probe.dst_port))
+    {
+        if f.guards(probe.dst) && !f.source_allowed(node, probe.src) {
+            return Verdict::Drop;
+        }
+    }
+
+    let key = FrontendKey::Address {
+        protocol: probe.protocol,
+        addr: probe.dst,
+        port: probe.dst_port,
+    };
+    resolve(&ports, node, &key, node.source_class(probe.src))
 }
 
 #[cfg(test)]

@@ -27,13 +27,20 @@
 //! objects arrived in.
 
 mod classify;
+mod table;
 mod topology;
 mod view;
 
 #[cfg(test)]
 mod oracle_tests;
 
-pub use classify::{classify, hairpin, NodeConfig, Probe, Verdict};
+pub use classify::{
+    classify, hairpin, resolve, FrontendKey, NodeConfig, PortRules, Probe, SourceClass, Verdict,
+};
+pub use table::{
+    addr_bits, describe_table, family_num, proto_num, table_verdict, FrontendSummary,
+    PreparedServices, ServiceCompiler, ServiceKey, TableSummary, SERVICE_NETWORK,
+};
 pub use topology::{
     categorize_endpoints, topology_mode_from_hints, CategorizedEndpoints, TopologyMode,
     TrafficPolicies,

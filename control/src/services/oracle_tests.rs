@@ -257,6 +257,27 @@ fn show_verdict(v: &Verdict, masq: bool) -> String {
 /// not be admitted to a desired state as they are.
 #[test]
 fn services_oracle_nftables_packet_flows() {
+    let (cases, rows) = packet_flow_rows(false);
+    let (passed, failed) = report("nftables-packet-flows.json", &rows);
+    assert_eq!((cases, passed + failed), (37, 207));
+}
+
+/// The same rows through the compiled [`ServiceTable`]: each case's
+/// objects compiled by [`ServiceCompiler`], each probe answered by
+/// [`table_verdict`] (the table's lookup, source ranges, source class and
+/// the ring's whole endpoint set).
+///
+/// [`ServiceTable`]: sluice_dataplane::tables::services::ServiceTable
+#[test]
+fn services_oracle_nftables_packet_flows_compiled() {
+    let (cases, rows) = packet_flow_rows(true);
+    let (passed, failed) = report("nftables-packet-flows.json, compiled table", &rows);
+    assert_eq!((cases, passed + failed), (37, 207));
+}
+
+/// Every packet-flow row, answered by [`classify`] or, with `compiled`, by
+/// the compiled table. Returns the number of cases and the rows.
+fn packet_flow_rows(compiled: bool) -> (usize, Vec<Row>) {
     let data = oracle("nftables-packet-flows.json");
     let envs = &data["environments"];
     let mut rows = Vec::new();
@@ -289,6 +310,12 @@ fn services_oracle_nftables_packet_flows() {
             .map(|s| serde_json::from_value(s.clone()).unwrap())
             .collect();
         let set = ServiceSet::from_objects(&services, &slices);
+        let table = compiled.then(|| {
+            ServiceCompiler::from_objects(&services, &slices, node.clone())
+                .unwrap_or_else(|e| panic!("{label}: {e}"))
+                .table()
+                .clone()
+        });
         for row in case["rows"].as_array().unwrap() {
             let probe = Probe {
                 src: row["sourceIP"].as_str().unwrap().parse().unwrap(),
@@ -309,7 +336,10 @@ fn services_oracle_nftables_packet_flows() {
                 },
             };
             let want_masq = row["masq"].as_bool().unwrap();
-            let got = classify(&set, &node, &probe);
+            let got = match &table {
+                Some(t) => table_verdict(t, &probe),
+                None => classify(&set, &node, &probe),
+            };
             // The tracer follows every endpoint branch and reports whether
             // any marked the packet: the flow's own masquerade, or a
             // hairpin to one of the endpoints.
@@ -340,6 +370,5 @@ fn services_oracle_nftables_packet_flows() {
             });
         }
     }
-    let (passed, failed) = report("nftables-packet-flows.json", &rows);
-    assert_eq!((cases, passed + failed), (37, 207));
+    (cases, rows)
 }

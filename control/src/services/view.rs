@@ -321,7 +321,11 @@ pub fn service_port_views<'a>(
     views_with_slices(service, &own)
 }
 
-fn views_with_slices(service: &Service, slices: &[&EndpointSlice]) -> Vec<ServicePortView> {
+/// The views of one Service with its own slices (already filtered).
+pub(crate) fn views_with_slices(
+    service: &Service,
+    slices: &[&EndpointSlice],
+) -> Vec<ServicePortView> {
     let Some(spec) = &service.spec else {
         return Vec::new();
     };
@@ -487,8 +491,9 @@ impl ServiceSet {
 /// The zone label of the Node named `node_name` in the desired state: what
 /// kube-proxy reads from its own Node object for topology.
 pub fn node_zone(state: &DesiredState, node_name: &str) -> Option<String> {
-    state.iter().find_map(|so| match &so.object {
-        Object::Node(n) if n.metadata.name.as_deref() == Some(node_name) => n
+    let key = crate::model::ObjectKey::cluster(crate::model::Kind::Node, node_name);
+    match &state.get(&key)?.object {
+        Object::Node(n) => n
             .metadata
             .labels
             .as_ref()
@@ -496,7 +501,7 @@ pub fn node_zone(state: &DesiredState, node_name: &str) -> Option<String> {
             .filter(|z| !z.is_empty())
             .cloned(),
         _ => None,
-    })
+    }
 }
 
 /// The port a Service port's traffic reaches on `pod`: what the
