@@ -18,11 +18,13 @@
 //! ports are hardware of the node, opened from its configuration at start;
 //! the API configures them.
 
+use crate::bandwidth::compile_bandwidth;
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
 use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
 use core::fmt;
 use ipnet::IpNet;
+use sluice_dataplane::tables::bandwidth::BandwidthTable;
 use sluice_dataplane::tables::{
     NextHopSpec, NodeIdentity, PortId, RouteTarget, Tables, TablesBuilder,
 };
@@ -143,6 +145,9 @@ pub struct Compiler {
     /// The routing part of the last generation (its service table unused).
     base: Tables,
     services: ServiceCompiler,
+    /// Per-pod limits; recompiled when Pods or Bandwidths change, carrying
+    /// unchanged limiters (and their state) over.
+    bandwidth: BandwidthTable,
 }
 
 /// A compile that [`Compiler::prepare`] checked, ready to apply.
@@ -150,6 +155,7 @@ pub struct PreparedCompile {
     /// New routing tables, when routing kinds changed.
     base: Option<Tables>,
     services: PreparedServiceChange,
+    bandwidth: Option<BandwidthTable>,
 }
 
 enum PreparedServiceChange {
@@ -175,13 +181,16 @@ impl Compiler {
     pub fn new(state: &DesiredState, ctx: NodeContext) -> Result<(Compiler, Tables), CompileError> {
         let base = compile_routing(state, &ctx)?;
         let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
+        let bandwidth = compile_bandwidth(state, &BandwidthTable::default())?;
         let mut tables = base.clone();
         tables.services = services.table().clone();
+        tables.bandwidth = bandwidth.clone();
         Ok((
             Compiler {
                 ctx,
                 base,
                 services,
+                bandwidth,
             },
             tables,
         ))
@@ -223,7 +232,19 @@ impl Compiler {
         } else {
             PreparedServiceChange::None
         };
-        Ok(PreparedCompile { base, services })
+        let bandwidth = if changed
+            .iter()
+            .any(|k| matches!(k.kind, Kind::Pod | Kind::Bandwidth))
+        {
+            Some(compile_bandwidth(state, &self.bandwidth)?)
+        } else {
+            None
+        };
+        Ok(PreparedCompile {
+            base,
+            services,
+            bandwidth,
+        })
     }
 
     /// Installs a prepared compile and returns the new generation's tables.
@@ -236,8 +257,12 @@ impl Compiler {
             PreparedServiceChange::Incremental(p) => self.services.apply(p),
             PreparedServiceChange::Full(c) => self.services = *c,
         }
+        if let Some(b) = prepared.bandwidth {
+            self.bandwidth = b;
+        }
         let mut tables = self.base.clone();
         tables.services = self.services.table().clone();
+        tables.bandwidth = self.bandwidth.clone();
         tables
     }
 }
@@ -380,7 +405,6 @@ fn compile_routing(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Co
             _ => {}
         }
     }
-    b.bandwidth = crate::bandwidth::compile_bandwidth(state, &Default::default())?;
     b.build().map_err(|e| {
         // The builder names routes and ports by prefix and port; map the
         // field onto the API object's spec.

@@ -25,8 +25,10 @@ use crate::compile::{NodeContext, PortDecl};
 use crate::controller::{ControlError, Controller};
 use config::{host_name, Checked};
 use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
+use sluice_dataplane::io::rss::SYMMETRIC_KEY;
 use sluice_dataplane::io::Port;
-use sluice_dataplane::stages::router;
+use sluice_dataplane::stages::service::{ServiceConfig, Steering};
+use sluice_dataplane::stages::service_pipeline;
 use sluice_dataplane::tables::NodeIdentity;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +96,23 @@ pub fn run(checked: Checked) -> Result<(), String> {
         pool_size: cfg.pool_size.unwrap_or(EngineConfig::default().pool_size),
         ..EngineConfig::default()
     };
-    let engine = Engine::start_with_cell(ports, controller.tables().clone(), &engine_cfg, router)
+    // The Kubernetes node pipeline: Services (connection tracking, load
+    // balancing, NAT) and bandwidth limits on top of the router. Worker `w`
+    // serves queue `w` of every port; mem ports hash with the symmetric
+    // key, so masqueraded connections pick NAT ports that hash back.
+    let workers = cfg.workers.max(1) as u16;
+    let make = move |w: u16| {
+        let steering = if workers > 1 {
+            Steering::rss(&SYMMETRIC_KEY, workers, w)
+        } else {
+            Steering::single()
+        };
+        service_pipeline(&ServiceConfig {
+            steering,
+            ..ServiceConfig::default()
+        })
+    };
+    let engine = Engine::start_each(ports, controller.tables().clone(), &engine_cfg, make)
         .map_err(|e| format!("cannot start the workers: {e}"))?;
     tracing::info!(workers = engine.workers(), cores = ?engine_cfg.cores, "workers started");
     let engine = Arc::new(engine);

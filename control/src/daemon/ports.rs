@@ -127,7 +127,7 @@ impl Backend {
                         rx_queues: queues,
                         tx_queues: queues,
                         mac: [0x02, 0x5c, 0, 0, hi, lo],
-                        rss: RssMode::Toeplitz,
+                        rss: RssMode::Symmetric,
                         ..MemPortConfig::default()
                     },
                 ))

@@ -1,0 +1,266 @@
+//! Real Service and EndpointSlice manifests through the controller into
+//! running workers: a ClusterIP works once applied, follows its
+//! EndpointSlice as it changes, and is dropped once the Service is gone.
+
+use sluice_control::compile::{NodeContext, PortDecl, ServiceSettings};
+use sluice_control::controller::Controller;
+use sluice_control::model::{parse_manifests, Change, Kind, ObjectKey};
+use sluice_dataplane::buf::{Packet, PacketPool};
+use sluice_dataplane::engine::{Engine, EngineConfig};
+use sluice_dataplane::io::mem::{MemPeer, MemPort, MemPortConfig, RssMode};
+use sluice_dataplane::io::rss::SYMMETRIC_KEY;
+use sluice_dataplane::io::Port;
+use sluice_dataplane::stages::service::{ServiceConfig, Steering};
+use sluice_dataplane::stages::service_pipeline;
+use sluice_dataplane::tables::NodeIdentity;
+use sluice_dataplane::testing::{MAC_CLIENT, MAC_P0, MAC_P1, MAC_P2};
+use sluice_dataplane::wire::builder::{tcp_flags, PacketBuilder};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LAB: &str = r#"
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {name: p0}
+spec: {backend: "mem:p0", mac: "02:00:00:00:00:01", addresses: ["10.0.0.1/24"]}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {name: p1}
+spec: {backend: "mem:p1", mac: "02:00:00:00:00:02", addresses: ["10.0.1.1/24"]}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {name: p2}
+spec: {backend: "mem:p2", mac: "02:00:00:00:00:03", addresses: ["10.0.2.1/24"]}
+---
+apiVersion: sluice.dev/v1
+kind: Neighbour
+metadata: {name: gw1}
+spec: {ip: 10.0.1.254, mac: "02:00:00:00:01:fe"}
+---
+apiVersion: sluice.dev/v1
+kind: Neighbour
+metadata: {name: client}
+spec: {ip: 10.0.0.10, mac: "02:00:00:00:c0:01"}
+---
+apiVersion: sluice.dev/v1
+kind: Route
+metadata: {name: pods}
+spec: {destination: 10.244.0.0/16, nextHops: [{gateway: 10.0.1.254}]}
+"#;
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  clusterIP: 10.96.0.10
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc12
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+endpoints:
+- addresses: ["10.244.1.5"]
+  conditions: {ready: true}
+- addresses: ["10.244.2.7"]
+  conditions: {ready: false, serving: true, terminating: true}
+ports:
+- {name: http, port: 8080, protocol: TCP}
+"#;
+
+fn changes(yaml: &str) -> Vec<Change> {
+    parse_manifests(yaml)
+        .unwrap()
+        .into_iter()
+        .map(Change::Apply)
+        .collect()
+}
+
+fn frames(peer: &MemPeer, n: usize) -> Vec<Packet> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        peer.collect_all(&mut out);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    out
+}
+
+/// (destination address, destination port, source address) of an IPv4
+/// frame.
+fn tuple(p: &Packet) -> (Ipv4Addr, u16, Ipv4Addr) {
+    let d = p.data();
+    let ihl = (d[14] & 0xf) as usize * 4;
+    let dst = Ipv4Addr::new(d[30], d[31], d[32], d[33]);
+    let src = Ipv4Addr::new(d[26], d[27], d[28], d[29]);
+    (
+        dst,
+        u16::from_be_bytes([d[14 + ihl + 2], d[14 + ihl + 3]]),
+        src,
+    )
+}
+
+#[test]
+fn a_clusterip_follows_its_manifests() {
+    let dir = std::env::temp_dir().join(format!("sluice-svc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ctx = NodeContext {
+        node: NodeIdentity {
+            name: "node-a".into(),
+            zone: String::new(),
+            addresses: vec![
+                "10.0.0.1".parse().unwrap(),
+                "10.0.1.1".parse().unwrap(),
+                "10.0.2.1".parse().unwrap(),
+            ],
+        },
+        ports: (0..3)
+            .map(|i| PortDecl {
+                name: format!("p{i}"),
+                backend: format!("mem:p{i}"),
+            })
+            .collect(),
+        services: ServiceSettings {
+            cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+            service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+            ..Default::default()
+        },
+    };
+    let controller = Controller::open(&dir, ctx).unwrap();
+    controller.apply(changes(LAB), false).unwrap();
+
+    let mut ports: Vec<Arc<dyn Port>> = Vec::new();
+    let mut peers = Vec::new();
+    for (i, mac) in [MAC_P0, MAC_P1, MAC_P2].into_iter().enumerate() {
+        let (p, peer) = MemPort::new(
+            &format!("p{i}"),
+            MemPortConfig {
+                port_id: i as u16,
+                rx_queues: 2,
+                tx_queues: 2,
+                ring_size: 256,
+                mac,
+                mtu: 1500,
+                rss: RssMode::Symmetric,
+            },
+        );
+        ports.push(p);
+        peers.push(peer);
+    }
+    let engine = Engine::start_each(
+        ports,
+        controller.tables().clone(),
+        &EngineConfig {
+            workers: 2,
+            ..Default::default()
+        },
+        |w| {
+            service_pipeline(&ServiceConfig {
+                steering: Steering::rss(&SYMMETRIC_KEY, 2, w),
+                ..ServiceConfig::default()
+            })
+        },
+    )
+    .unwrap();
+    let pool = PacketPool::new("client", 64);
+    let syn = |sport: u16| {
+        let f = PacketBuilder::new(MAC_CLIENT, MAC_P0)
+            .ipv4(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 96, 0, 10))
+            .tcp(sport, 80, tcp_flags::SYN)
+            .build();
+        let mut p = pool.alloc().unwrap();
+        assert!(p.fill(&f));
+        peers[0].inject(p).unwrap();
+    };
+    let wait = |applied: sluice_control::controller::Applied| {
+        assert!(controller.wait_for_workers(applied.generation, Duration::from_secs(10)));
+    };
+
+    // Applied: the ready endpoint gets the connections (the terminating
+    // one only serves when nothing is ready). The client is not a pod, so
+    // it is masqueraded behind the egress port's address.
+    wait(controller.apply(changes(SHOP), false).unwrap());
+    for sport in 1000..1010 {
+        syn(sport);
+    }
+    let out = frames(&peers[1], 10);
+    assert_eq!(out.len(), 10, "every SYN reached an endpoint");
+    for p in &out {
+        assert_eq!(
+            tuple(p),
+            (
+                Ipv4Addr::new(10, 244, 1, 5),
+                8080,
+                Ipv4Addr::new(10, 0, 1, 1)
+            )
+        );
+    }
+    drop(out);
+
+    // The slice changes: 10.244.1.5 is gone, 10.244.3.3 is ready.
+    let slice = SHOP
+        .split("---")
+        .nth(2)
+        .unwrap()
+        .replace("10.244.1.5", "10.244.3.3");
+    wait(controller.apply(changes(&slice), false).unwrap());
+    for sport in 2000..2010 {
+        syn(sport);
+    }
+    let out = frames(&peers[1], 10);
+    assert_eq!(out.len(), 10);
+    for p in &out {
+        assert_eq!(tuple(p).0, Ipv4Addr::new(10, 244, 3, 3));
+    }
+    drop(out);
+
+    // The Service is deleted: its address is now an unallocated service
+    // address, dropped.
+    let before = engine
+        .stats()
+        .drops
+        .get("service_drop")
+        .copied()
+        .unwrap_or(0);
+    wait(
+        controller
+            .apply(
+                vec![Change::Delete(ObjectKey::namespaced(
+                    Kind::Service,
+                    "shop",
+                    "web",
+                ))],
+                false,
+            )
+            .unwrap(),
+    );
+    syn(3000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine
+        .stats()
+        .drops
+        .get("service_drop")
+        .copied()
+        .unwrap_or(0)
+        == before
+    {
+        assert!(Instant::now() < deadline, "the SYN was not dropped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    engine.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
