@@ -33,6 +33,8 @@ mod view;
 
 #[cfg(test)]
 mod oracle_tests;
+#[cfg(test)]
+mod pipeline_replay;
 
 pub use classify::{
     classify, hairpin, resolve, FrontendKey, NodeConfig, PortRules, Probe, SourceClass, Verdict,

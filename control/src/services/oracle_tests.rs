@@ -257,7 +257,7 @@ fn show_verdict(v: &Verdict, masq: bool) -> String {
 /// not be admitted to a desired state as they are.
 #[test]
 fn services_oracle_nftables_packet_flows() {
-    let (cases, rows) = packet_flow_rows(false);
+    let (cases, rows) = packet_flow_rows(Mode::Classify);
     let (passed, failed) = report("nftables-packet-flows.json", &rows);
     assert_eq!((cases, passed + failed), (37, 207));
 }
@@ -270,14 +270,37 @@ fn services_oracle_nftables_packet_flows() {
 /// [`ServiceTable`]: sluice_dataplane::tables::services::ServiceTable
 #[test]
 fn services_oracle_nftables_packet_flows_compiled() {
-    let (cases, rows) = packet_flow_rows(true);
+    let (cases, rows) = packet_flow_rows(Mode::Table);
     let (passed, failed) = report("nftables-packet-flows.json, compiled table", &rows);
     assert_eq!((cases, passed + failed), (37, 207));
 }
 
-/// Every packet-flow row, answered by [`classify`] or, with `compiled`, by
-/// the compiled table. Returns the number of cases and the rows.
-fn packet_flow_rows(compiled: bool) -> (usize, Vec<Row>) {
+/// The same rows as packets through the dataplane: each case's compiled
+/// table in a generation, each probe sent as many first packets (from
+/// different source ports) through parse and the service stage; the
+/// endpoints they were translated to must be exactly the expected set,
+/// and some must be masqueraded exactly when kube-proxy masquerades.
+#[test]
+fn services_oracle_nftables_packet_flows_pipeline() {
+    let (cases, rows) = packet_flow_rows(Mode::Pipeline);
+    let (passed, failed) = report("nftables-packet-flows.json, through the pipeline", &rows);
+    assert_eq!((cases, passed + failed), (37, 207));
+}
+
+/// How a packet-flow row is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// [`classify`] over the views.
+    Classify,
+    /// [`table_verdict`] over the compiled table.
+    Table,
+    /// Packets through the dataplane's parse and service stages.
+    Pipeline,
+}
+
+/// Every packet-flow row, answered as `mode` says. Returns the number of
+/// cases and the rows.
+fn packet_flow_rows(mode: Mode) -> (usize, Vec<Row>) {
     let data = oracle("nftables-packet-flows.json");
     let envs = &data["environments"];
     let mut rows = Vec::new();
@@ -310,7 +333,7 @@ fn packet_flow_rows(compiled: bool) -> (usize, Vec<Row>) {
             .map(|s| serde_json::from_value(s.clone()).unwrap())
             .collect();
         let set = ServiceSet::from_objects(&services, &slices);
-        let table = compiled.then(|| {
+        let table = (mode != Mode::Classify).then(|| {
             ServiceCompiler::from_objects(&services, &slices, node.clone())
                 .unwrap_or_else(|e| panic!("{label}: {e}"))
                 .table()
@@ -336,19 +359,31 @@ fn packet_flow_rows(compiled: bool) -> (usize, Vec<Row>) {
                 },
             };
             let want_masq = row["masq"].as_bool().unwrap();
-            let got = match &table {
-                Some(t) => table_verdict(t, &probe),
-                None => classify(&set, &node, &probe),
-            };
-            // The tracer follows every endpoint branch and reports whether
-            // any marked the packet: the flow's own masquerade, or a
-            // hairpin to one of the endpoints.
-            let got_masq = match &got {
-                Verdict::Dnat {
-                    endpoints,
-                    masquerade,
-                } => *masquerade || endpoints.iter().any(|e| hairpin(probe.src, *e)),
-                _ => false,
+            let (got, got_masq) = match (&table, mode) {
+                (Some(t), Mode::Pipeline) => {
+                    let want_n = match &want {
+                        Verdict::Dnat { endpoints, .. } => endpoints.len(),
+                        _ => 1,
+                    };
+                    super::pipeline_replay::verdict(t, &probe, 64 * want_n.max(1))
+                }
+                _ => {
+                    let got = match &table {
+                        Some(t) => table_verdict(t, &probe),
+                        None => classify(&set, &node, &probe),
+                    };
+                    // The tracer follows every endpoint branch and reports
+                    // whether any marked the packet: the flow's own
+                    // masquerade, or a hairpin to one of the endpoints.
+                    let masq = match &got {
+                        Verdict::Dnat {
+                            endpoints,
+                            masquerade,
+                        } => *masquerade || endpoints.iter().any(|e| hairpin(probe.src, *e)),
+                        _ => false,
+                    };
+                    (got, masq)
+                }
             };
             let same_verdict = match (&got, &want) {
                 (Verdict::Dnat { endpoints: a, .. }, Verdict::Dnat { endpoints: b, .. }) => a == b,
