@@ -8,7 +8,11 @@ use serde::Serialize;
 use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, ReplayLimit, RssMode};
 use sluice_dataplane::io::Port;
-use sluice_dataplane::stages::{parse, route, router, Action, Burst, Context, Stage};
+use sluice_dataplane::stages::{
+    parse, route, router, shaped_router, Action, Burst, Context, Stage,
+};
+use sluice_dataplane::tables::bandwidth::{BandwidthTable, Limiter, Mode as ShapeMode, PodLimits};
+use sluice_dataplane::tables::services::ShardedMap;
 use sluice_dataplane::tables::{synth, NextHopSpec, RouteTarget, TablesBuilder};
 use sluice_dataplane::wire::builder::PacketBuilder;
 use std::collections::BTreeMap;
@@ -84,6 +88,15 @@ pub struct Params {
     /// Seed of the synthetic table and traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Pods with bandwidth limits in the table (the router then runs the
+    /// shaping stages). Their addresses are not the traffic's unless
+    /// `--shape-traffic`.
+    #[arg(long, default_value_t = 0)]
+    pub shaped_pods: usize,
+    /// Limit the traffic's own destinations too (at 100 Gbit/s each, so
+    /// every packet conforms and pays a limiter's compare-and-swap).
+    #[arg(long)]
+    pub shape_traffic: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,6 +227,46 @@ fn traffic(
         .collect()
 }
 
+/// `pods` limited pods at 10.200.0.0 onwards (or the destinations of
+/// `frames`, when given, then more up to `pods`), each with both limits.
+fn shaped(pods: usize, frames: Option<&[Vec<u8>]>) -> BandwidthTable {
+    let mut map = ShardedMap::new();
+    let fast = || {
+        Arc::new(Limiter::new(
+            100_000_000_000,
+            1_000_000_000,
+            ShapeMode::Shape,
+        ))
+    };
+    let mut add = |key: (u8, u128)| {
+        map.insert(
+            key,
+            PodLimits {
+                ingress: Some(fast()),
+                egress: Some(fast()),
+                pod: Arc::from("perf/pod"),
+            },
+        );
+    };
+    let mut n = 0;
+    for f in frames.unwrap_or(&[]) {
+        if n >= pods {
+            break;
+        }
+        let key = if u16::from_be_bytes([f[12], f[13]]) == 0x0800 {
+            (4, u32::from_be_bytes([f[30], f[31], f[32], f[33]]) as u128)
+        } else {
+            (6, u128::from_be_bytes(f[38..54].try_into().unwrap()))
+        };
+        add(key);
+        n += 1;
+    }
+    for i in n..pods {
+        add((4, (0x0ac8_0000 + i as u32) as u128));
+    }
+    BandwidthTable::new(map)
+}
+
 pub fn run(
     scenario: &str,
     family: Family,
@@ -226,8 +279,11 @@ pub fn run(
         Family::V6 => 78,
     });
     let machine = machine::describe();
-    let tables = tables(family, p.routes, p.seed)?;
+    let mut tables = tables(family, p.routes, p.seed)?;
     let frames = traffic(family, p.flows, frame_size, p.seed, p.routes);
+    if p.shaped_pods > 0 {
+        tables.bandwidth = shaped(p.shaped_pods, p.shape_traffic.then_some(&frames[..]));
+    }
     let workers = p.workers.max(1);
     let ports: Vec<Arc<dyn Port>> = vec![
         MemPort::replay(
@@ -245,6 +301,7 @@ pub fn run(
         ..EngineConfig::default()
     };
     let engine = match mode {
+        Mode::Route if p.shaped_pods > 0 => Engine::start(ports, tables, &cfg, shaped_router),
         Mode::Route => Engine::start(ports, tables, &cfg, router),
         Mode::Io => Engine::start(ports, tables, &cfg, || IoForward),
         Mode::ParseOnly => Engine::start(ports, tables, &cfg, || (parse::Parse, ToPort1)),
