@@ -298,6 +298,38 @@ pub fn objects_value(objects: &[pb::Object], single: bool) -> Result<Value, Stri
     Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
+/// Per-pod bandwidth limits and their counters, as a table.
+pub fn bandwidth_text(rows: &[pb::PodBandwidth]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|b| {
+            vec![
+                b.pod.clone(),
+                b.direction.clone(),
+                b.rate_bps.to_string(),
+                b.burst_bits.to_string(),
+                b.mode.clone(),
+                format!("{}/{}", b.conform_packets, b.conform_bytes),
+                format!("{}/{}", b.queued_packets, b.queued_bytes),
+                format!("{}/{}", b.dropped_packets, b.dropped_bytes),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "POD",
+            "DIRECTION",
+            "RATE-BPS",
+            "BURST-BITS",
+            "MODE",
+            "CONFORM-PKTS/BYTES",
+            "QUEUED-PKTS/BYTES",
+            "DROPPED-PKTS/BYTES",
+        ],
+        &rows,
+    )
+}
+
 /// `stats`' human form.
 pub fn stats_text(s: &pb::Stats) -> String {
     use sluice_dataplane::stats::{DropReason, Event};

@@ -628,6 +628,69 @@ async fn stats_report_ports_workers_and_generations() {
     f.stop().await;
 }
 
+/// Pod bandwidth limits from annotations and Bandwidth objects appear in
+/// the stats with their counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_list_pod_bandwidth_limits() {
+    let f = Fixture::start(true).await;
+    let mut c = f.client().await;
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+  labels: {app: web}
+  annotations: {kubernetes.io/egress-bandwidth: 10M}
+spec: {containers: [{name: c, image: x}]}
+status: {podIPs: [{ip: 10.1.0.5}]}
+---
+apiVersion: sluice.dev/v1
+kind: Bandwidth
+metadata: {name: db-limit, namespace: default}
+spec: {pod: {name: db}, ingressRate: 5000000, ingressBurst: 50000, mode: Police}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: default}
+spec: {containers: [{name: c, image: x}]}
+status: {podIPs: [{ip: 10.1.0.6}]}
+"#;
+    c.apply(pb::ApplyRequest {
+        objects: objects(yaml),
+        dry_run: false,
+        wait: true,
+    })
+    .await
+    .unwrap();
+    let s = c
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let rows: Vec<_> = s
+        .bandwidth
+        .iter()
+        .map(|b| {
+            (
+                b.pod.as_str(),
+                b.direction.as_str(),
+                b.rate_bps,
+                b.burst_bits,
+                b.mode.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("default/db", "ingress", 5_000_000, 50_000, "Police"),
+            ("default/web", "egress", 10_000_000, u32::MAX as u64, "Shape"),
+        ]
+    );
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_needs_tls_and_client_certificates_when_asked() {
     let dir = tempdir("tls");

@@ -154,6 +154,7 @@ impl ControlService {
                 oldest_running,
             }),
             revision: self.controller.revision(),
+            bandwidth: bandwidth(&self.controller.tables().load().bandwidth),
             ..Default::default()
         };
         let Some(snap) = snapshot else {
@@ -203,6 +204,42 @@ impl ControlService {
             .collect();
         out
     }
+}
+
+/// Every pod's limits and counters, a row per pod and direction.
+fn bandwidth(t: &sluice_dataplane::tables::bandwidth::BandwidthTable) -> Vec<pb::PodBandwidth> {
+    use sluice_dataplane::tables::bandwidth::{Limiter, Mode};
+    let mut pods: std::collections::BTreeMap<String, [Option<std::sync::Arc<Limiter>>; 2]> =
+        std::collections::BTreeMap::new();
+    for (_, l) in t.pods.iter() {
+        pods.entry(l.pod.to_string())
+            .or_insert_with(|| [l.ingress.clone(), l.egress.clone()]);
+    }
+    let mut out = Vec::new();
+    for (pod, dirs) in pods {
+        for (direction, l) in ["ingress", "egress"].into_iter().zip(dirs) {
+            let Some(l) = l else { continue };
+            let c = l.snapshot();
+            out.push(pb::PodBandwidth {
+                pod: pod.clone(),
+                direction: direction.into(),
+                rate_bps: l.rate_bps,
+                burst_bits: l.burst_bits,
+                mode: match l.mode {
+                    Mode::Shape => "Shape",
+                    Mode::Police => "Police",
+                }
+                .into(),
+                conform_packets: c.conform_packets,
+                conform_bytes: c.conform_bytes,
+                queued_packets: c.queued_packets,
+                queued_bytes: c.queued_bytes,
+                dropped_packets: c.dropped_packets,
+                dropped_bytes: c.dropped_bytes,
+            });
+        }
+    }
+    out
 }
 
 fn counters(s: &StatsSnapshot) -> pb::Counters {

@@ -328,6 +328,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             };
             match output {
+                Output::Table if kind == Some(sluice_control::model::Kind::Bandwidth) => {
+                    // The limits in force (from Bandwidth objects and pod
+                    // annotations) with their counters, then the objects.
+                    let s = client
+                        .get_stats(pb::GetStatsRequest {})
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
+                    if s.bandwidth.is_empty() {
+                        eprintln!("no pod has bandwidth limits");
+                    } else {
+                        print(out, &ctl::bandwidth_text(&s.bandwidth));
+                    }
+                    if !objects.is_empty() {
+                        print(out, "\n");
+                        print(out, &ctl::objects_table(&objects));
+                    }
+                }
                 Output::Table => {
                     if objects.is_empty() {
                         eprintln!("no objects");
