@@ -332,6 +332,16 @@ impl MaglevRing {
         self.ids.get(position as usize).copied()
     }
 
+    /// The position (in [`ids`](MaglevRing::ids) order) of the backend
+    /// that owns the flow with this hash: [`lookup`](MaglevRing::lookup)
+    /// without reading the ids, for callers that keep their backends in
+    /// that order.
+    #[inline]
+    pub fn lookup_position(&self, hash: u32) -> Option<u16> {
+        let slot = fastmod(hash, self.fastmod, self.size) as usize;
+        self.slots.get(slot).copied()
+    }
+
     /// [`lookup`](MaglevRing::lookup) for each of `hashes`, into the front of
     /// `out` (as many as the shorter of the two holds).
     #[inline]

@@ -196,8 +196,11 @@ pub struct Endpoint {
 pub struct ServiceRing {
     pub family: FamilyNum,
     pub maglev: MaglevRing,
-    /// The ring's ids index this.
+    /// The endpoints, sorted (the ring's ids index this).
     pub endpoints: Box<[Endpoint]>,
+    /// The endpoints in the ring's position order, so a pick reads the
+    /// slot and the endpoint, not the ids in between.
+    by_position: Box<[Endpoint]>,
 }
 
 impl ServiceRing {
@@ -217,22 +220,25 @@ impl ServiceRing {
                 id: i as u32,
             })
             .collect();
+        let maglev = MaglevRing::build(&backends, None)?;
+        let by_position = maglev.ids().iter().map(|&id| eps[id as usize]).collect();
         Ok(ServiceRing {
             family,
-            maglev: MaglevRing::build(&backends, None)?,
+            maglev,
             endpoints: eps.into_boxed_slice(),
+            by_position,
         })
     }
 
     /// The endpoint for a flow hash; `None` for an empty ring.
     #[inline]
     pub fn pick(&self, hash: u32) -> Option<Endpoint> {
-        let id = self.maglev.lookup(hash)?;
-        self.endpoints.get(id as usize).copied()
+        let position = self.maglev.lookup_position(hash)?;
+        self.by_position.get(position as usize).copied()
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.maglev.memory_bytes() + core::mem::size_of_val::<[Endpoint]>(&self.endpoints)
+        self.maglev.memory_bytes() + 2 * core::mem::size_of_val::<[Endpoint]>(&self.endpoints)
     }
 }
 
