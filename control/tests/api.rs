@@ -685,7 +685,13 @@ status: {podIPs: [{ip: 10.1.0.6}]}
         rows,
         [
             ("default/db", "ingress", 5_000_000, 50_000, "Police"),
-            ("default/web", "egress", 10_000_000, u32::MAX as u64, "Shape"),
+            (
+                "default/web",
+                "egress",
+                10_000_000,
+                u32::MAX as u64,
+                "Shape"
+            ),
         ]
     );
     f.stop().await;

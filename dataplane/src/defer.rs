@@ -64,15 +64,22 @@ impl DeferQueue {
         self.len == 0
     }
 
-    /// Holds `pkt` for `port` until `at_ns`; gives it back when full.
+    /// Holds `pkt` for `port` until `at_ns` (it is `now_ns` now); gives it
+    /// back when full.
     #[inline]
-    pub fn push(&mut self, port: PortId, pkt: Packet, at_ns: u64) -> Result<(), Packet> {
+    pub fn push(
+        &mut self,
+        port: PortId,
+        pkt: Packet,
+        at_ns: u64,
+        now_ns: u64,
+    ) -> Result<(), Packet> {
         if self.free == NIL {
             return Err(pkt);
         }
         if self.len == 0 {
             // Nothing held: the cursor may have fallen behind the clock.
-            self.cursor = self.cursor.max(at_ns / TICK_NS);
+            self.cursor = self.cursor.max(now_ns / TICK_NS);
         }
         let tick = (at_ns / TICK_NS).clamp(self.cursor, self.cursor + WHEEL as u64 - 1);
         let slot = (tick % WHEEL as u64) as usize;
@@ -145,10 +152,10 @@ mod tests {
         {
             let mut p = cache.alloc().unwrap();
             p.fill(&[i as u8]);
-            assert!(q.push(i as u16, p, t0 + dt).is_ok());
+            assert!(q.push(i as u16, p, t0 + dt, t0).is_ok());
         }
         let extra = cache.alloc().unwrap();
-        let back = q.push(9, extra, t0).unwrap_err();
+        let back = q.push(9, extra, t0, t0).unwrap_err();
         cache.free(back);
         let mut out = Vec::new();
         q.release(t0, &mut |port, p| {
@@ -169,7 +176,8 @@ mod tests {
         assert!(q.is_empty());
         // Far times are held no longer than the wheel's span.
         let p = cache.alloc().unwrap();
-        q.push(5, p, t0 + 1_000_000_000_000).unwrap();
+        q.push(5, p, t0 + 1_000_000_000_000, t0 + 10 * TICK_NS)
+            .unwrap();
         let mut got = 0;
         q.release(t0 + 10 * TICK_NS + WHEEL as u64 * TICK_NS, &mut |_, p| {
             got += 1;

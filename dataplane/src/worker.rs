@@ -262,7 +262,7 @@ impl<P: Stage> Worker<P> {
                     );
                 }
                 Action::Defer(port, at) => {
-                    if let Err(pkt) = self.deferred.push(port, pkt, at) {
+                    if let Err(pkt) = self.deferred.push(port, pkt, at, now_ns) {
                         self.stats.drop_packet(DropReason::DeferFull);
                         self.cache.free(pkt);
                     }
