@@ -459,6 +459,13 @@ impl ServiceTable {
         old
     }
 
+    /// Counts an endpoint in (`delta` 1) or out (-1) of
+    /// [`endpoints`](Self::endpoints) apart from any ring: a terminating
+    /// endpoint that no ring uses still exists, and its connections go on.
+    pub fn count_endpoint(&mut self, key: L4Addr, delta: i32) {
+        count(&mut self.endpoints, key, delta);
+    }
+
     /// Counts a cluster IP in (`delta` 1) or out (-1).
     pub fn count_cluster_ip(&mut self, family: FamilyNum, addr: u128, delta: i32) {
         count(&mut self.cluster_ips, (family, addr), delta);
