@@ -298,6 +298,19 @@ pub fn objects_value(objects: &[pb::Object], single: bool) -> Result<Value, Stri
     Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
+/// `trace`'s human form: a line per stage, its detail indented.
+pub fn trace_text(r: &pb::TraceResponse) -> String {
+    let mut out = format!("table generation {}\n", r.generation);
+    for s in &r.steps {
+        let _ = writeln!(out, "{:<14} {}", s.stage, s.decision);
+        if !s.detail.is_empty() {
+            let _ = writeln!(out, "{:<14}   {}", "", s.detail);
+        }
+    }
+    let _ = writeln!(out, "=> {}", r.verdict);
+    out
+}
+
 /// Per-pod bandwidth limits and their counters, as a table.
 pub fn bandwidth_text(rows: &[pb::PodBandwidth]) -> String {
     let rows: Vec<Vec<String>> = rows

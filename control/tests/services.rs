@@ -211,6 +211,41 @@ fn a_clusterip_follows_its_manifests() {
     }
     drop(out);
 
+    // The tracer sees the same: DNAT to the ready endpoint, masqueraded,
+    // out of p1 towards the pods' gateway.
+    let t = sluice_control::trace::trace(
+        &controller.tables().load(),
+        &sluice_control::trace::TraceRequest {
+            from: "10.0.0.10".parse().unwrap(),
+            to: "10.96.0.10".parse().unwrap(),
+            protocol: "tcp".into(),
+            port: 80,
+            source_port: 40000,
+            in_port: None,
+        },
+    )
+    .unwrap();
+    let stages: Vec<&str> = t.steps.iter().map(|s| s.stage).collect();
+    assert_eq!(
+        stages,
+        [
+            "parse",
+            "shape-egress",
+            "service",
+            "route",
+            "rewrite",
+            "shape-ingress"
+        ]
+    );
+    let svc = &t.steps[2].detail;
+    assert!(
+        svc.contains("DNAT to one of 1 endpoint(s) by Maglev, masqueraded"),
+        "{svc}"
+    );
+    assert!(svc.contains("-> 10.244.1.5:8080"), "{svc}");
+    assert_eq!(t.verdict, "transmit on p1");
+    assert!(t.steps[0].detail.starts_with("received on p0"));
+
     // The slice changes: 10.244.1.5 is gone, 10.244.3.3 is ready.
     let slice = SHOP
         .split("---")

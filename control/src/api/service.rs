@@ -485,6 +485,58 @@ impl Control for ControlService {
         .await?
     }
 
+    async fn trace(
+        &self,
+        request: Request<pb::TraceRequest>,
+    ) -> Result<Response<pb::TraceResponse>, Status> {
+        let r = request.into_inner();
+        let ip = |field: &str, v: &str| {
+            v.parse::<std::net::IpAddr>().map_err(|_| {
+                invalid(&ModelError::new(
+                    "trace",
+                    field,
+                    format!("{v:?} is not an IP address"),
+                ))
+            })
+        };
+        let port = |field: &str, v: u32| {
+            u16::try_from(v).map_err(|_| {
+                invalid(&ModelError::new(
+                    "trace",
+                    field,
+                    format!("must be 0-65535, got {v}"),
+                ))
+            })
+        };
+        let req = crate::trace::TraceRequest {
+            from: ip("from", &r.from)?,
+            to: ip("to", &r.to)?,
+            protocol: r.protocol,
+            port: port("port", r.port)?,
+            source_port: match port("source_port", r.source_port)? {
+                0 => 40000,
+                p => p,
+            },
+            in_port: Some(r.in_port).filter(|p| !p.is_empty()),
+        };
+        let tables = self.controller.tables().load();
+        let t = crate::trace::trace(&tables, &req)
+            .map_err(|e| invalid(&ModelError::new("trace", "request", e)))?;
+        Ok(Response::new(pb::TraceResponse {
+            steps: t
+                .steps
+                .into_iter()
+                .map(|s| pb::TraceStep {
+                    stage: s.stage.to_string(),
+                    decision: s.decision,
+                    detail: s.detail,
+                })
+                .collect(),
+            verdict: t.verdict,
+            generation: tables.generation,
+        }))
+    }
+
     async fn version(
         &self,
         _request: Request<pb::VersionRequest>,

@@ -93,6 +93,28 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// What the running tables do with one packet, stage by stage (as
+    /// the first packet of a new connection; changes nothing).
+    Trace {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// tcp, udp, sctp or icmp.
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// Destination port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        #[arg(long, default_value_t = 40000)]
+        source_port: u16,
+        /// The port the packet arrives on (default: the one the route to
+        /// --from leaves by).
+        #[arg(long)]
+        in_port: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Show the dataplane's counters and the table generation workers run.
     Stats {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
@@ -286,6 +308,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 r.dry_run,
                 wait,
             );
+        }
+        Command::Trace {
+            from,
+            to,
+            proto,
+            port,
+            source_port,
+            in_port,
+            output,
+        } => {
+            let r = client
+                .trace(pb::TraceRequest {
+                    from,
+                    to,
+                    protocol: proto,
+                    port: port.into(),
+                    source_port: source_port.into(),
+                    in_port: in_port.unwrap_or_default(),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            match output {
+                Output::Table => print(out, &ctl::trace_text(&r)),
+                _ => {
+                    let v = serde_json::json!({
+                        "generation": r.generation,
+                        "steps": r.steps.iter().map(|s| serde_json::json!({
+                            "stage": s.stage, "decision": s.decision, "detail": s.detail,
+                        })).collect::<Vec<_>>(),
+                        "verdict": r.verdict,
+                    });
+                    let text = if output == Output::Json {
+                        serde_json::to_string_pretty(&v).expect("JSON") + "\n"
+                    } else {
+                        serde_yaml::to_string(&v).expect("YAML")
+                    };
+                    print(out, &text);
+                }
+            }
         }
         Command::Get {
             kind,
