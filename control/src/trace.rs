@@ -163,6 +163,9 @@ fn service_detail(t: &Tables, m: &PacketMeta) -> String {
     }
 }
 
+/// One stage run over the trace's burst, returning its detail line.
+type StageFn<'a> = dyn FnMut(&mut Burst) -> String + 'a;
+
 /// Runs the trace over `tables`.
 pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
     if req.from.is_ipv4() != req.to.is_ipv4() {
@@ -243,7 +246,7 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
             tuple(&burst.meta[0])
         ),
     );
-    let stages: [(&'static str, &mut dyn FnMut(&mut Burst) -> String); 5] = [
+    let stages: [(&'static str, &mut StageFn<'_>); 5] = [
         ("shape-egress", &mut |b: &mut Burst| {
             shape::ShapeEgress.process(&cx, b);
             limit_detail(tables, b.meta[0].family, b.meta[0].src, "egress")
