@@ -16,6 +16,7 @@ pub mod mem;
 mod netdev;
 pub mod pcap;
 pub mod rss;
+pub mod tap;
 
 use crate::buf::{Batch, PoolCache};
 use core::fmt;

@@ -98,6 +98,17 @@ pub(crate) fn flags(sock: BorrowedFd<'_>, name: &str) -> io::Result<i32> {
     Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as i32)
 }
 
+/// Brings the interface up (`ip link set NAME up`).
+pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let current = flags(sock, name)?;
+    if current & IFF_UP != 0 {
+        return Ok(());
+    }
+    let mut req = request(name)?;
+    req.ifr_ifru.ifru_flags = (current | IFF_UP) as libc::c_short;
+    ioctl(sock, libc::SIOCSIFFLAGS, &mut req).map_err(|e| named(name, "set up", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
