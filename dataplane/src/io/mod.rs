@@ -7,11 +7,16 @@
 //! are kept per queue by the owning thread and summed by [`Port::stats`].
 //!
 //! Backends: [`mem`] (in-process rings with software RSS, replay and sink
-//! modes) and [`pcap`] (read and write capture files).
+//! modes), [`pcap`] (read and write capture files), [`afpacket`] (a Linux
+//! interface through memory-mapped AF_PACKET rings) and [`tap`] (a TAP
+//! device the port creates).
 
+pub mod afpacket;
 pub mod mem;
+mod netdev;
 pub mod pcap;
 pub mod rss;
+pub mod tap;
 
 use crate::buf::{Batch, PoolCache};
 use core::fmt;

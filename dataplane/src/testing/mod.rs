@@ -22,6 +22,8 @@ use crate::stats::WorkerStats;
 use crate::tables::{NextHopSpec, RouteTarget, Tables, TablesBuilder};
 use std::net::IpAddr;
 
+pub mod netns;
+
 pub const MAC_P0: [u8; 6] = [2, 0, 0, 0, 0, 1];
 pub const MAC_P1: [u8; 6] = [2, 0, 0, 0, 0, 2];
 pub const MAC_P2: [u8; 6] = [2, 0, 0, 0, 0, 3];
