@@ -7,7 +7,9 @@
 //! * `router_between_rings`: frames injected into `net_ring0` are routed by
 //!   a worker (the router pipeline, polled here) out of `net_ring1`, read
 //!   back and checked byte by byte (MACs rewritten, TTL decremented,
-//!   checksum updated, payload and order kept).
+//!   checksum updated, payload and order kept); once with mbufs carried
+//!   zero-copy through the worker, once copied into its pool, and every
+//!   buffer of both pools is back at the end.
 //! * `threaded_worker_between_nulls`: an engine worker thread forwards what
 //!   `net_null0` generates into `net_null1` (which discards it); counts
 //!   agree and every mbuf is back in the pool after the worker stops (its
@@ -64,7 +66,8 @@ fn dpdk_ports() {
     let e = Dpdk::init(&other).unwrap_err().to_string();
     assert!(e.contains("already initialised"), "{e}");
 
-    router_between_rings(dpdk);
+    router_between_rings(dpdk, true);
+    router_between_rings(dpdk, false);
     threaded_worker_between_nulls(dpdk);
 }
 
@@ -79,7 +82,7 @@ fn udp_frame(seq: u32) -> Vec<u8> {
         .build()
 }
 
-fn router_between_rings(dpdk: &'static Dpdk) {
+fn router_between_rings(dpdk: &'static Dpdk, zero_copy: bool) {
     let before = dpdk.mbufs_available();
     let ring = |id: u16, dev: &str| {
         DpdkPort::open(
@@ -88,6 +91,7 @@ fn router_between_rings(dpdk: &'static Dpdk) {
             dev,
             DpdkPortConfig {
                 port_id: id,
+                zero_copy,
                 ..DpdkPortConfig::default()
             },
         )
@@ -151,6 +155,8 @@ fn router_between_rings(dpdk: &'static Dpdk) {
             expected[24..26].copy_from_slice(&sum.to_be_bytes());
             assert_eq!(p.data(), &expected[..], "packet {seen}");
             assert_eq!((p.rx_port, p.rx_queue), (1, 0));
+            // An mbuf carried as it is, or a copy in the worker's pool.
+            assert_eq!(p.buffer_index() == u32::MAX, zero_copy);
             seen += 1;
             cache.free(p);
         }

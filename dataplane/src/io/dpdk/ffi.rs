@@ -12,7 +12,6 @@ pub struct RteMempool {
 }
 
 /// `sluice_rx_view.flags`: not a plain single-segment buffer of our pool.
-#[allow(dead_code)]
 pub const RX_FOREIGN: u16 = 1;
 /// `sluice_rx_view.flags`: a chained (multi-segment) packet.
 pub const RX_SEGMENTS: u16 = 2;

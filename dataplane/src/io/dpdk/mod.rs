@@ -19,8 +19,19 @@
 //! requested receive and transmit queues (RSS over IP/TCP/UDP when it has
 //! more than one receive queue and the device hashes) and starts it.
 //!
-//! Packets: each receive is a copy from the mbuf into a buffer of the
-//! worker's pool, and each transmit a copy into a fresh mbuf.
+//! Packets are mbufs, zero-copy: the pool's mbufs have Sluice's buffer
+//! layout (a 128-byte header, then [`HEADROOM`] bytes in front of
+//! [`DATA_ROOM`](crate::buf::DATA_ROOM), no private area), so a received
+//! mbuf becomes a [`Packet`](crate::buf::Packet) of the [`ExternalPool`]
+//! "dpdk" that points at its data buffer, and a packet of that pool is
+//! transmitted by handing its mbuf back to the device with the frame window
+//! the pipeline left (`data_off`, `data_len`). Freeing such a packet
+//! anywhere (a drop, a non-DPDK port) frees the mbuf. Packets from Sluice's
+//! own pools (the slow path's replies, frames received on other backends)
+//! are copied into a fresh mbuf on transmit, and so are received mbufs that
+//! are not plain single-segment buffers of our pool (from a device that
+//! brought its own). [`DpdkPortConfig::zero_copy`] off copies every
+//! received frame into the worker's pool instead, for comparison.
 //!
 //! Sets on receive: `Packet::rx_port` (the configured `port_id`),
 //! `rx_queue`, `rss_hash` (the device's, 0 when it gave none). Multi-segment
@@ -41,7 +52,7 @@
 mod ffi;
 
 use super::{bump, Port, PortError, PortInfo, PortStats, QueueCounters, RxQueue, TxQueue};
-use crate::buf::{Batch, PoolCache, BUF_STRIDE, BURST_SIZE, HEADROOM};
+use crate::buf::{Batch, ExternalPool, PoolCache, BUF_STRIDE, BURST_SIZE, HEADROOM};
 use core::ffi::{c_char, c_int};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +90,8 @@ impl Default for DpdkConfig {
 pub struct Dpdk {
     config: DpdkConfig,
     pool: NonNull<ffi::RteMempool>,
+    /// Received mbufs as Sluice packets.
+    mbufs: ExternalPool,
     /// The ethdev ports some [`DpdkPort`] holds open.
     open_ports: Mutex<Vec<u16>>,
 }
@@ -180,9 +193,13 @@ impl Dpdk {
                 config.mbufs
             ))
         })?;
+        // SAFETY: `release_mbuf` frees an mbuf of any pool, on any thread,
+        // and every buffer wrapped is a received mbuf handed over whole.
+        let mbufs = unsafe { ExternalPool::new("dpdk", release_mbuf) };
         let dpdk: &'static Dpdk = Box::leak(Box::new(Dpdk {
             config: config.clone(),
             pool,
+            mbufs,
             open_ports: Mutex::new(Vec::new()),
         }));
         *slot = Some(dpdk);
@@ -207,6 +224,16 @@ impl Dpdk {
     fn pool_ptr(&self) -> *mut ffi::RteMempool {
         self.pool.as_ptr()
     }
+}
+
+/// How a packet carrying an mbuf gives it back.
+///
+/// # Safety
+/// `buf` must be the data buffer of an mbuf with no private area, owned by
+/// the caller, and not used afterwards.
+unsafe fn release_mbuf(buf: NonNull<u8>) {
+    // SAFETY: per the contract, the mbuf header precedes `buf` and is ours.
+    unsafe { ffi::sluice_mbuf_free(buf.as_ptr()) }
 }
 
 /// A thread's CPU affinity, to put back after `rte_eal_init` changed it.
@@ -249,6 +276,10 @@ pub struct DpdkPortConfig {
     /// Receive frames addressed to any MAC (on by default: a router's
     /// parse stage drops frames for other hosts itself).
     pub promiscuous: bool,
+    /// Received mbufs become packets as they are (on by default); off, each
+    /// frame is copied into a buffer of the worker's pool and the mbuf
+    /// freed at once.
+    pub zero_copy: bool,
 }
 
 impl Default for DpdkPortConfig {
@@ -260,6 +291,7 @@ impl Default for DpdkPortConfig {
             rx_descriptors: 1024,
             tx_descriptors: 1024,
             promiscuous: true,
+            zero_copy: true,
         }
     }
 }
@@ -538,37 +570,52 @@ impl RxQueue for DpdkRx {
             )
         } as usize;
         let (mut packets, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
+        let zero_copy = dev.cfg.zero_copy;
         for v in &self.views[..n] {
-            let copied = if v.flags & ffi::RX_SEGMENTS != 0 {
-                None
-            } else {
-                pool.alloc().and_then(|mut p| {
-                    // SAFETY: the device filled data_len bytes at data_off of
-                    // this single-segment buffer, which we own until freed below.
-                    let frame = unsafe {
-                        core::slice::from_raw_parts(
-                            v.buf.add(v.data_off as usize),
-                            v.data_len as usize,
-                        )
-                    };
-                    if p.fill(frame) {
-                        Some(p)
-                    } else {
-                        pool.free(p);
-                        None
-                    }
-                })
+            let Some(buf) = NonNull::new(v.buf) else {
+                continue;
             };
-            // SAFETY: the mbuf is ours (just received) and is not used again.
-            unsafe { ffi::sluice_mbuf_free(v.buf) };
-            match copied {
+            let fits = v.data_off as usize + v.data_len as usize <= BUF_STRIDE;
+            let packet = if zero_copy && v.flags & ffi::RX_FOREIGN == 0 && fits {
+                // SAFETY: a single-segment mbuf of our pool (the shim checked
+                // pool, refcount, segments and layout): its data buffer is
+                // BUF_STRIDE bytes, the frame window fits, and it was just
+                // received, so it is ours to hand to the packet.
+                Some(unsafe { dev.dpdk.mbufs.wrap(buf, v.data_off, v.data_len) })
+            } else {
+                let copy = if v.flags & ffi::RX_SEGMENTS != 0 || !fits {
+                    None
+                } else {
+                    pool.alloc().and_then(|mut p| {
+                        // SAFETY: the device filled data_len bytes at data_off
+                        // of this single-segment buffer, ours until freed below.
+                        let frame = unsafe {
+                            core::slice::from_raw_parts(
+                                buf.as_ptr().add(v.data_off as usize),
+                                v.data_len as usize,
+                            )
+                        };
+                        if p.fill(frame) {
+                            Some(p)
+                        } else {
+                            pool.free(p);
+                            None
+                        }
+                    })
+                };
+                // SAFETY: the mbuf is ours (just received) and not used again.
+                unsafe { release_mbuf(buf) };
+                copy
+            };
+            match packet {
                 Some(mut p) => {
                     p.rx_port = dev.cfg.port_id;
                     p.rx_queue = self.queue;
                     p.rss_hash = v.rss;
                     bytes += p.len() as u64;
                     packets += 1;
-                    out.push(p);
+                    // Cannot fail: at most `room` packets were received.
+                    let _ = out.try_push(p);
                 }
                 None => dropped += 1,
             }
@@ -609,40 +656,61 @@ impl TxQueue for DpdkTx {
         }
         let dev = &*self.dev;
         let offered = pkts.len().min(BURST_SIZE);
+        // Bit i: packet i was copied into a fresh mbuf (it is not one).
+        let mut copied = 0u32;
         let mut prepared = 0;
-        for (view, p) in self.views.iter_mut().zip(&pkts[..offered]) {
-            // SAFETY: the pool lives as long as the process.
-            let buf = unsafe { ffi::sluice_mbuf_alloc(dev.dpdk.pool_ptr()) };
-            if buf.is_null() {
-                break;
+        for (i, (view, p)) in self.views.iter_mut().zip(&pkts[..offered]).enumerate() {
+            if let Some((buf, head, len)) = dev.dpdk.mbufs.parts(p) {
+                *view = ffi::TxView {
+                    buf: buf.as_ptr(),
+                    data_off: head,
+                    data_len: len,
+                    reserved: 0,
+                };
+            } else {
+                // SAFETY: the pool lives as long as the process.
+                let buf = unsafe { ffi::sluice_mbuf_alloc(dev.dpdk.pool_ptr()) };
+                if buf.is_null() {
+                    break;
+                }
+                // SAFETY: a fresh mbuf's data buffer is BUF_STRIDE bytes (the
+                // pool's data room) and a frame is at most DATA_ROOM long, so
+                // HEADROOM + len fits; nothing else references the new buffer.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(p.data().as_ptr(), buf.add(HEADROOM), p.len());
+                }
+                *view = ffi::TxView {
+                    buf,
+                    data_off: HEADROOM as u16,
+                    data_len: p.len() as u16,
+                    reserved: 0,
+                };
+                copied |= 1 << i;
             }
-            // SAFETY: a fresh mbuf's data buffer is BUF_STRIDE bytes (the
-            // pool's data room), and frames are at most DATA_ROOM long, so
-            // HEADROOM + len fits; nothing else references the new buffer.
-            unsafe {
-                core::ptr::copy_nonoverlapping(p.data().as_ptr(), buf.add(HEADROOM), p.len());
-            }
-            *view = ffi::TxView {
-                buf,
-                data_off: HEADROOM as u16,
-                data_len: p.len() as u16,
-                reserved: 0,
-            };
             prepared += 1;
         }
-        // SAFETY: the views name `prepared` mbufs of our pool, owned here;
-        // the queue is used by this handle only.
+        // SAFETY: the views name `prepared` single-segment mbufs of our pool:
+        // fresh copies, or buffers the packets own (the packets stay in the
+        // batch until the device took them); the queue is this handle's.
         let sent = unsafe {
             ffi::sluice_tx_burst(dev.eth, self.queue, self.views.as_ptr(), prepared as u16)
         } as usize;
-        for view in &self.views[sent..prepared] {
-            // SAFETY: the device did not take these; they are still ours.
-            unsafe { ffi::sluice_mbuf_free(view.buf) };
+        for (i, view) in self.views[..prepared].iter().enumerate().skip(sent) {
+            if copied & (1 << i) != 0 {
+                // SAFETY: a copy the device did not take: still ours.
+                unsafe { ffi::sluice_mbuf_free(view.buf) };
+            }
         }
         let mut bytes = 0u64;
-        for p in pkts.drain(..sent) {
+        for (i, p) in pkts.drain(..sent).enumerate() {
             bytes += p.len() as u64;
-            pool.free(p);
+            if copied & (1 << i) != 0 {
+                pool.free(p);
+            } else if let Err(p) = dev.dpdk.mbufs.into_raw(p) {
+                // Unreachable: an uncopied packet is one of the pool's.
+                pool.free(p);
+            }
+            // Otherwise the mbuf now belongs to the device.
         }
         let c = &dev.tx[self.queue as usize].counters;
         if sent > 0 {
