@@ -26,6 +26,11 @@
 //! [[port]]
 //! name = "p0"
 //! backend = "mem:p0"
+//!
+//! # Only for dpdk: ports (sluiced built with --features dpdk).
+//! [dpdk]
+//! eal = ["--in-memory", "--no-pci"]
+//! mbufs = 32767
 //! ```
 
 use super::ports::Backend;
@@ -66,6 +71,23 @@ pub struct Config {
     /// The node's ports, in port-id order.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub dpdk: DpdkSection,
+}
+
+/// How to start DPDK, for `dpdk:` ports. Accepted in every build, so one
+/// configuration file serves builds with and without the feature.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkSection {
+    /// EAL arguments, one per element (`["--in-memory", "--no-pci"]`, or
+    /// `["--no-huge", "-m", "1024", "--file-prefix", "sluice"]` without
+    /// hugepages). Without a core list, EAL gets the first CPU sluiced may
+    /// run on as its only lcore.
+    #[serde(default)]
+    pub eal: Vec<String>,
+    /// Mbufs in the pool every DPDK port receives into (default 32767).
+    pub mbufs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -212,6 +234,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             ports: Vec::new(),
+            dpdk: DpdkSection::default(),
         }
     }
 }
@@ -479,5 +502,16 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         assert!(e.contains("service_cidr"), "{e}");
         let e = Config::parse("[services]\nservice_cidrs = [\"10.96.0.0\"]\n").unwrap_err();
         assert!(e.starts_with(" line 2: "), "{e}");
+    }
+
+    #[test]
+    fn dpdk_section() {
+        let c = Config::parse("[dpdk]\neal = [\"--no-huge\", \"-m\", \"512\"]\nmbufs = 4095\n")
+            .unwrap();
+        assert_eq!(c.dpdk.eal, ["--no-huge", "-m", "512"]);
+        assert_eq!(c.dpdk.mbufs, Some(4095));
+        assert_eq!(Config::parse("").unwrap().dpdk, DpdkSection::default());
+        let e = Config::parse("[dpdk]\nhugepages = 1\n").unwrap_err();
+        assert!(e.contains("hugepages"), "{e}");
     }
 }

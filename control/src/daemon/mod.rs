@@ -81,6 +81,11 @@ pub fn run(checked: Checked) -> Result<(), String> {
         "desired state restored"
     );
 
+    #[cfg(feature = "dpdk")]
+    if checked.backends.iter().any(|b| b.is_dpdk()) {
+        ports::start_dpdk(&cfg.dpdk)?;
+        tracing::info!(eal = ?cfg.dpdk.eal, "DPDK started");
+    }
     let mut ports: Vec<Arc<dyn Port>> = Vec::with_capacity(cfg.ports.len());
     for (id, (p, backend)) in cfg.ports.iter().zip(&checked.backends).enumerate() {
         ports.push(backend.open(id as u16, &p.name, cfg.workers)?);

@@ -4,9 +4,11 @@
 //! | --- | --- |
 //! | `mem:NAME` | an in-memory port that receives nothing and counts and frees what it sends (for tests and dry runs of a configuration) |
 //! | `pcap:in=FILE,out=FILE[,repeat=true][,speed=X]` | reads frames from one capture file and writes what it sends to another; either side may be left out. `speed` replays at the recorded pace times X; `repeat` loops the input |
+//! | `dpdk:DEVICE[,DEVARGS]` | a device DPDK drives (sluiced built with `--features dpdk`): everything after `dpdk:` is DPDK's own device string, a PCI address (`dpdk:0000:01:00.0`) or a virtual device with its arguments (`dpdk:net_pcap0,rx_pcap=/in.pcap,tx_pcap=/out.pcap`); a queue pair per worker. EAL's arguments come from the configuration's `[dpdk]` section |
 //!
-//! afpacket, afxdp, tap, memif and dpdk are named but not available yet:
-//! the daemon refuses them with a clear error.
+//! afpacket, afxdp, tap and memif are named but not available yet, nor is
+//! dpdk in a build without the feature: the daemon refuses them with a
+//! clear error.
 //!
 //! The spec is also the port's identity: an Interface object configures
 //! the port only if its `spec.backend` is the same string.
@@ -31,9 +33,14 @@ pub enum Backend {
         /// when `None`.
         speed: Option<f64>,
     },
+    /// A DPDK device: `devargs` is DPDK's device string.
+    #[cfg(feature = "dpdk")]
+    Dpdk {
+        devargs: String,
+    },
 }
 
-const LATER: &[&str] = &["afpacket", "afxdp", "tap", "memif", "dpdk"];
+const LATER: &[&str] = &["afpacket", "afxdp", "tap", "memif"];
 
 impl FromStr for Backend {
     type Err = String;
@@ -89,6 +96,7 @@ impl FromStr for Backend {
                     speed,
                 })
             }
+            "dpdk" => Backend::parse_dpdk(s, rest),
             k if LATER.contains(&k) => Err(format!(
                 "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap)"
             )),
@@ -100,6 +108,36 @@ impl FromStr for Backend {
 }
 
 impl Backend {
+    #[cfg(feature = "dpdk")]
+    fn parse_dpdk(s: &str, devargs: &str) -> Result<Backend, String> {
+        let device = devargs.split(',').next().unwrap_or("");
+        if device.is_empty() || devargs.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "{s:?}: expected dpdk:DEVICE[,DEVARGS] (a PCI address such as 0000:01:00.0, or a virtual device such as net_pcap0,rx_pcap=FILE), without spaces"
+            ));
+        }
+        Ok(Backend::Dpdk {
+            devargs: devargs.to_string(),
+        })
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    fn parse_dpdk(s: &str, _devargs: &str) -> Result<Backend, String> {
+        Err(format!(
+            "{s:?}: this sluiced was built without DPDK (build it with --features dpdk)"
+        ))
+    }
+
+    /// Whether the port is a DPDK device (EAL must be started first, see
+    /// [`start_dpdk`]).
+    pub fn is_dpdk(&self) -> bool {
+        #[cfg(feature = "dpdk")]
+        if let Backend::Dpdk { .. } = self {
+            return true;
+        }
+        false
+    }
+
     /// Whether the port has a single transmit queue (so only one worker can
     /// send to it).
     pub fn single_tx_queue(&self) -> bool {
@@ -167,8 +205,45 @@ impl Backend {
                     output,
                 }))
             }
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk { devargs } => {
+                use sluice_dataplane::io::dpdk::{Dpdk, DpdkPort, DpdkPortConfig};
+                let dpdk = Dpdk::get().ok_or_else(|| {
+                    format!("port {name}: DPDK is not started (start_dpdk runs first)")
+                })?;
+                let queues = u16::try_from(workers).unwrap_or(u16::MAX);
+                let port = DpdkPort::open(
+                    dpdk,
+                    name,
+                    devargs,
+                    DpdkPortConfig {
+                        port_id: id,
+                        rx_queues: queues,
+                        tx_queues: queues,
+                        ..DpdkPortConfig::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(port)
+            }
         }
     }
+}
+
+/// Starts DPDK's EAL with the `[dpdk]` section's arguments, once, before
+/// any DPDK port opens (see `sluice_dataplane::io::dpdk` for what it does
+/// to the calling thread's CPU affinity, and why that is put back).
+#[cfg(feature = "dpdk")]
+pub fn start_dpdk(cfg: &super::config::DpdkSection) -> Result<(), String> {
+    use sluice_dataplane::io::dpdk::{Dpdk, DpdkConfig};
+    let defaults = DpdkConfig::default();
+    Dpdk::init(&DpdkConfig {
+        eal_args: cfg.eal.clone(),
+        mbufs: cfg.mbufs.unwrap_or(defaults.mbufs),
+        mbuf_cache: defaults.mbuf_cache,
+    })
+    .map(|_| ())
+    .map_err(|e| format!("dpdk: {e}"))
 }
 
 impl fmt::Display for Backend {
@@ -176,6 +251,8 @@ impl fmt::Display for Backend {
         match self {
             Backend::Mem => f.write_str("mem"),
             Backend::Pcap { .. } => f.write_str("pcap"),
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk { .. } => f.write_str("dpdk"),
         }
     }
 }
@@ -268,6 +345,22 @@ mod tests {
         let e = "afxdp:eth0".parse::<Backend>().unwrap_err();
         assert!(e.contains("not available"), "{e}");
         assert!("bogus:x".parse::<Backend>().is_err());
+        let dpdk = "dpdk:net_pcap0,rx_pcap=/a.pcap".parse::<Backend>();
+        #[cfg(feature = "dpdk")]
+        {
+            assert_eq!(
+                dpdk.unwrap(),
+                Backend::Dpdk {
+                    devargs: "net_pcap0,rx_pcap=/a.pcap".into()
+                }
+            );
+            assert!("dpdk:0000:01:00.0".parse::<Backend>().unwrap().is_dpdk());
+            assert!("dpdk:".parse::<Backend>().is_err());
+            assert!("dpdk:,x=1".parse::<Backend>().is_err());
+            assert!("dpdk:net_null0, x".parse::<Backend>().is_err());
+        }
+        #[cfg(not(feature = "dpdk"))]
+        assert!(dpdk.unwrap_err().contains("--features dpdk"));
     }
 
     #[test]

@@ -19,6 +19,16 @@
 //! per packet. This is what makes `Packet` safe to keep after every handle to
 //! its pool is gone.
 //!
+//! External buffers: an [`ExternalPool`] lets buffers that another allocator
+//! owns travel as `Packet`s without a copy (the DPDK port's mbufs, whose
+//! data buffers have the same layout: [`HEADROOM`] bytes in front of
+//! [`DATA_ROOM`]). Such a packet points at the foreign buffer and, when it
+//! is freed or dropped, hands it back through the pool's release function
+//! instead of the free queue; a backend that owns the allocator takes the
+//! buffer back out of the packet with [`ExternalPool::into_raw`]. Packets of
+//! Sluice's own pools never take that branch: a cache frees them before it
+//! is reached.
+//!
 //! The arena stride is 2176 bytes (34 cache lines), deliberately not a power of
 //! two: with a 2048-byte stride the first line of every frame falls into one
 //! of only two L1 cache sets, and a burst of 32 frames thrashes them (the
@@ -59,6 +69,9 @@ struct PoolShared {
     /// Allocations that found the pool empty.
     exhausted: AtomicU64,
     name: String,
+    /// Set for an [`ExternalPool`]: how its buffers go back to their owner.
+    /// Such a pool has no arena and is never freed.
+    external: Option<unsafe fn(NonNull<u8>)>,
 }
 
 // SAFETY: the arena is plain bytes; every buffer in it is accessed only by the
@@ -138,6 +151,7 @@ impl PacketPool {
             refs: AtomicUsize::new(1),
             exhausted: AtomicU64::new(0),
             name: name.to_string(),
+            external: None,
         });
         PacketPool {
             // SAFETY: Box::into_raw never returns null.
@@ -219,6 +233,108 @@ impl fmt::Debug for PacketPool {
             .field("name", &self.name())
             .field("capacity", &self.capacity())
             .field("available", &self.available())
+            .finish()
+    }
+}
+
+/// Buffers owned by another allocator, carried as [`Packet`]s without
+/// copying (see the module docs). Made once per allocator and kept for the
+/// life of the process; copying the handle is free.
+#[derive(Clone, Copy)]
+pub struct ExternalPool {
+    shared: NonNull<PoolShared>,
+}
+
+// SAFETY: the handle points to a pool that is never freed and whose fields
+// are immutable or atomic.
+unsafe impl Send for ExternalPool {}
+// SAFETY: as above.
+unsafe impl Sync for ExternalPool {}
+
+impl ExternalPool {
+    /// A pool whose packets give their buffer back with `release`. The
+    /// bookkeeping (a few hundred bytes) is never freed.
+    ///
+    /// # Safety
+    /// `release` must be sound to call, on any thread, once for every
+    /// buffer passed to [`wrap`](ExternalPool::wrap) and not taken back
+    /// with [`into_raw`](ExternalPool::into_raw).
+    pub unsafe fn new(name: &str, release: unsafe fn(NonNull<u8>)) -> ExternalPool {
+        let shared = Box::new(PoolShared {
+            arena: NonNull::dangling(),
+            layout: Layout::new::<u8>(),
+            capacity: 0,
+            free: ArrayQueue::new(1),
+            // Never released: the pool outlives every packet.
+            refs: AtomicUsize::new(1),
+            exhausted: AtomicU64::new(0),
+            name: name.to_string(),
+            external: Some(release),
+        });
+        ExternalPool {
+            shared: NonNull::from(Box::leak(shared)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        // SAFETY: the pool is never freed.
+        unsafe { &self.shared.as_ref().name }
+    }
+
+    /// Makes a packet of the frame `[head, head + len)` of `buf`.
+    ///
+    /// # Safety
+    /// `buf` must point to [`BUF_STRIDE`] bytes that the caller owns
+    /// exclusively and hands over to the packet (it goes back through the
+    /// pool's release function, or [`into_raw`](ExternalPool::into_raw)).
+    /// `head + len` must not exceed `BUF_STRIDE`.
+    #[inline]
+    pub unsafe fn wrap(&self, buf: NonNull<u8>, head: u16, len: u16) -> Packet {
+        debug_assert!(head as usize + len as usize <= BUF_STRIDE);
+        Packet {
+            pool: self.shared,
+            buf,
+            index: u32::MAX,
+            head,
+            len,
+            rx_port: 0,
+            rx_queue: 0,
+            rss_hash: 0,
+        }
+    }
+
+    /// Whether `pkt` carries one of this pool's buffers.
+    #[inline]
+    pub fn owns(&self, pkt: &Packet) -> bool {
+        pkt.pool == self.shared
+    }
+
+    /// The buffer and frame window (`buf`, `head`, `len`) of a packet of
+    /// this pool, without giving up the packet.
+    #[inline]
+    pub fn parts(&self, pkt: &Packet) -> Option<(NonNull<u8>, u16, u16)> {
+        self.owns(pkt).then_some((pkt.buf, pkt.head, pkt.len))
+    }
+
+    /// Takes the buffer back out of a packet of this pool: the caller owns
+    /// it again and must release it. Other packets come back unchanged.
+    #[inline]
+    pub fn into_raw(&self, pkt: Packet) -> Result<(NonNull<u8>, u16, u16), Packet> {
+        if !self.owns(&pkt) {
+            return Err(pkt);
+        }
+        let parts = (pkt.buf, pkt.head, pkt.len);
+        // The buffer's ownership moves to the caller; an external packet
+        // holds no pool reference to give up.
+        core::mem::forget(pkt);
+        Ok(parts)
+    }
+}
+
+impl fmt::Debug for ExternalPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalPool")
+            .field("name", &self.name())
             .finish()
     }
 }
@@ -527,7 +643,8 @@ impl Packet {
         }
     }
 
-    /// The buffer's index in its pool's arena (an AF_XDP UMEM chunk number).
+    /// The buffer's index in its pool's arena (an AF_XDP UMEM chunk
+    /// number); `u32::MAX` for a buffer of an [`ExternalPool`].
     #[inline]
     pub fn buffer_index(&self) -> u32 {
         self.index
@@ -536,8 +653,15 @@ impl Packet {
 
 impl Drop for Packet {
     fn drop(&mut self) {
-        // SAFETY: the packet holds one reference for its buffer, given up here.
+        // SAFETY: the packet holds one reference for its buffer (or, for an
+        // external pool, the pool is never freed).
         let shared = unsafe { self.pool.as_ref() };
+        if let Some(release) = shared.external {
+            // SAFETY: this packet owned the buffer exclusively and gives it
+            // back once, as `ExternalPool::new`'s contract requires.
+            unsafe { release(self.buf) };
+            return;
+        }
         let _ = shared.free.push(self.index);
         // SAFETY: the buffer's reference is released and the pointer dropped.
         unsafe { PoolShared::release(self.pool, 1) };
@@ -650,6 +774,57 @@ mod tests {
         cache_b.free(p);
         assert_eq!(a.available(), 8);
         assert_eq!(cache_b.len(), 0);
+    }
+
+    #[test]
+    fn external_buffers_go_back_to_their_owner() {
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        unsafe fn release(buf: NonNull<u8>) {
+            // SAFETY: every buffer wrapped below came from Box::into_raw.
+            drop(unsafe { Box::from_raw(buf.as_ptr() as *mut [u8; BUF_STRIDE]) });
+            RELEASED.fetch_add(1, Ordering::Relaxed);
+        }
+        let buffer =
+            || NonNull::new(Box::into_raw(Box::new([0u8; BUF_STRIDE])) as *mut u8).unwrap();
+        // SAFETY: `release` frees exactly what `buffer` allocates.
+        let ext = unsafe { ExternalPool::new("ext", release) };
+        let pool = PacketPool::new("own", 8);
+        let mut cache = pool.cache(64);
+
+        // SAFETY: a fresh buffer, handed over.
+        let mut p = unsafe { ext.wrap(buffer(), HEADROOM as u16, 0) };
+        assert!(ext.owns(&p));
+        assert_eq!(p.buffer_index(), u32::MAX);
+        assert!(p.fill(&[5; 100]));
+        p.prepend(14).unwrap().fill(1);
+        assert_eq!(p.len(), 114);
+        assert_eq!(ext.parts(&p).map(|(_, h, l)| (h, l)), Some((114, 114)));
+        cache.free(p);
+        assert_eq!(RELEASED.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.len(), 0, "not taken into a Sluice cache");
+
+        // SAFETY: as above.
+        drop(unsafe { ext.wrap(buffer(), 0, 60) });
+        assert_eq!(RELEASED.load(Ordering::Relaxed), 2);
+
+        // SAFETY: as above.
+        let p = unsafe { ext.wrap(buffer(), 100, 60) };
+        let (buf, head, len) = ext.into_raw(p).unwrap();
+        assert_eq!((head, len), (100, 60));
+        assert_eq!(
+            RELEASED.load(Ordering::Relaxed),
+            2,
+            "the caller owns it again"
+        );
+        // SAFETY: taken back above, released once.
+        unsafe { release(buf) };
+
+        let own = cache.alloc().unwrap();
+        assert!(!ext.owns(&own));
+        let own = ext.into_raw(own).unwrap_err();
+        cache.free(own);
+        drop(cache);
+        assert_eq!(pool.available(), 8);
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //!
 //! Backends: [`mem`] (in-process rings with software RSS, replay and sink
 //! modes), [`pcap`] (read and write capture files), [`afpacket`] (a Linux
-//! interface through memory-mapped AF_PACKET rings) and [`tap`] (a TAP
-//! device the port creates).
+//! interface through memory-mapped AF_PACKET rings), [`tap`] (a TAP
+//! device the port creates) and, with the `dpdk` cargo feature, `dpdk`
+//! (any device DPDK drives).
 
 pub mod afpacket;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
 mod netdev;
 pub mod pcap;
