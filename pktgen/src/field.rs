@@ -146,6 +146,46 @@ impl Gen {
     }
 }
 
+impl Gen {
+    /// Fills `out` with the next values: one match per burst, not per value.
+    #[inline]
+    pub fn fill(&mut self, rng: &mut Rng, out: &mut [u32]) {
+        match self {
+            Gen::Seq {
+                lo,
+                span,
+                step,
+                cur,
+            } => {
+                let (lo, span, step) = (*lo as u64, *span, *step);
+                let mut c = *cur;
+                for v in out.iter_mut() {
+                    *v = (lo + c) as u32;
+                    c += step;
+                    if c >= span {
+                        c -= span;
+                    }
+                }
+                *cur = c;
+            }
+            Gen::Random { lo, span } => {
+                for v in out.iter_mut() {
+                    *v = (*lo as u64 + ((rng.next_u32() as u64 * *span) >> 32)) as u32;
+                }
+            }
+            Gen::List { values, index } => {
+                for v in out.iter_mut() {
+                    *v = values[*index];
+                    *index += 1;
+                    if *index == values.len() {
+                        *index = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// wyrand: one multiply per number, good statistical quality, no state
 /// beyond a `u64`.
 #[derive(Debug, Clone)]

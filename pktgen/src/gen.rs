@@ -91,36 +91,35 @@ impl Generator {
         n: usize,
         tx_ns: u64,
     ) -> (usize, usize) {
+        let first = batch.len();
         let n = n.min(batch.remaining_capacity());
+        for _ in 0..n {
+            let Some(pkt) = cache.alloc() else { break };
+            batch.push(pkt);
+        }
+        let got = batch.len() - first;
+        let fresh = &mut batch[first..];
         let mut bytes = 0;
-        let mut done = 0;
         if self.streams.len() == 1 {
-            let s = &mut self.streams[0];
-            while done < n {
-                let Some(pkt) = cache.alloc() else { break };
-                // Push first, then fill in place (see the mem replay port:
-                // a packet built on the stack and moved stalls store
-                // forwarding).
-                batch.push(pkt);
-                let pkt = batch.last_mut().expect("just pushed");
-                bytes += s.emit(pkt, &mut self.rng, tx_ns);
-                done += 1;
-            }
+            bytes = self.streams[0].emit_burst(fresh, &mut self.rng, tx_ns);
         } else {
-            while done < n {
-                let Some(pkt) = cache.alloc() else { break };
-                batch.push(pkt);
-                let pkt = batch.last_mut().expect("just pushed");
+            // Runs of one stream go through it together.
+            let mut at = 0;
+            while at < got {
                 let i = self.pattern[self.cursor] as usize;
-                self.cursor += 1;
-                if self.cursor == self.pattern.len() {
-                    self.cursor = 0;
+                let mut run = 0;
+                while at + run < got && self.pattern[self.cursor] as usize == i {
+                    run += 1;
+                    self.cursor += 1;
+                    if self.cursor == self.pattern.len() {
+                        self.cursor = 0;
+                    }
                 }
-                bytes += self.streams[i].emit(pkt, &mut self.rng, tx_ns);
-                done += 1;
+                bytes += self.streams[i].emit_burst(&mut fresh[at..at + run], &mut self.rng, tx_ns);
+                at += run;
             }
         }
-        (done, bytes)
+        (got, bytes)
     }
 
     /// Packets generated per stream so far.

@@ -20,8 +20,13 @@
 pub mod clock;
 pub mod field;
 pub mod gen;
+pub mod link;
 pub mod mark;
 pub mod measure;
+pub mod ports;
 pub mod rate;
+pub mod replay;
+pub mod rfc2544;
+pub mod run;
 pub mod spec;
 pub mod stream;

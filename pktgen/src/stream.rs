@@ -20,7 +20,7 @@
 use crate::field::{Gen, Rng, Variation};
 use crate::mark;
 use crate::spec::{L4Proto, SpecError, StreamSpec, MAX_FRAME};
-use sluice_dataplane::buf::Packet;
+use sluice_dataplane::buf::{Packet, BURST_SIZE};
 use sluice_dataplane::wire::builder::PacketBuilder;
 use sluice_dataplane::wire::sctp;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -64,10 +64,20 @@ impl Sites {
         s
     }
 
+    /// Adds each packet's words to the checksums this field is under.
     #[inline(always)]
-    fn add(&self, acc: &mut [u32; MAX_SITES], words: u32) {
-        for i in 0..self.len as usize {
-            acc[self.list[i] as usize] += words;
+    fn add(&self, acc: &mut [[u32; BURST_SIZE]; MAX_SITES], words: &[u32]) {
+        for &site in &self.list[..self.len as usize] {
+            for (a, w) in acc[site as usize].iter_mut().zip(words) {
+                *a += w;
+            }
+        }
+    }
+
+    /// The same for one packet's words (when compiling).
+    fn add_one(&self, acc: &mut [u32; MAX_SITES], words: u32) {
+        for &site in &self.list[..self.len as usize] {
+            acc[site as usize] += words;
         }
     }
 }
@@ -221,8 +231,8 @@ impl Stream {
         let layout = layout(spec);
         let v6 = spec.is_v6();
 
-        // Checksum sites: 0 the innermost L4 header, 1 its IPv4 header,
-        // 2 the outer IPv4 header (VXLAN).
+        // Checksum sites: 0 the innermost L4 header, then its IPv4 header
+        // (if IPv4), then the outer IPv4 header (VXLAN).
         let mut sites = [Site {
             offset: 0,
             kind: SiteKind::Inet,
@@ -243,19 +253,29 @@ impl Stream {
                 _ => SiteKind::Inet,
             },
         };
-        let ip_site = 1usize;
-        sites[1] = Site {
-            offset: (layout.l3 + 10) as u16,
-            kind: SiteKind::Inet,
-        };
-        let outer_site = 2usize;
-        if let Some((ol3, _, _)) = layout.outer {
-            sites[2] = Site {
-                offset: (ol3 + 10) as u16,
+        // Only the checksums the frame has, so a packet finalises no more.
+        let mut nsites = 1;
+        let ip_site = if v6 {
+            usize::MAX
+        } else {
+            sites[nsites] = Site {
+                offset: (layout.l3 + 10) as u16,
                 kind: SiteKind::Inet,
             };
-        }
-        let nsites = 3;
+            nsites += 1;
+            nsites - 1
+        };
+        let outer_site = match layout.outer {
+            Some((ol3, _, _)) => {
+                sites[nsites] = Site {
+                    offset: (ol3 + 10) as u16,
+                    kind: SiteKind::Inet,
+                };
+                nsites += 1;
+                nsites - 1
+            }
+            None => usize::MAX,
+        };
         let incremental_l4 = !matches!(spec.proto, L4Proto::Sctp);
         // Which checksums cover the addresses: the IPv4 header's, and the
         // L4 one when it has a pseudo-header.
@@ -359,7 +379,7 @@ impl Stream {
         };
         for op in &ops {
             let w = old_words(op.offset as usize, op.write, 0);
-            op.sites.add(&mut base, w);
+            op.sites.add_one(&mut base, w);
         }
         for op in &len_ops {
             let w = old_words(
@@ -367,7 +387,7 @@ impl Stream {
                 op.write,
                 (max_size - op.minus as usize) as u32,
             );
-            op.sites.add(&mut base, w);
+            op.sites.add_one(&mut base, w);
         }
 
         let mark = marked.then(|| MarkPlan {
@@ -418,83 +438,131 @@ impl Stream {
 
     /// Writes the next packet of the stream into `pkt`, stamped with
     /// `tx_ns` if the stream is marked; returns its length.
-    #[inline(always)]
     pub fn emit(&mut self, pkt: &mut Packet, rng: &mut Rng, tx_ns: u64) -> usize {
-        let size = match &mut self.sizes {
-            Sizes::Fixed(s) => *s as usize,
-            Sizes::Vary(g) => g.next(rng) as usize,
-        };
-        let lines = size.next_multiple_of(64);
-        // Cannot fail: sizes were checked against the buffer when compiling.
-        pkt.fill_lines(&self.store[..lines], size);
-        let d = pkt.data_mut();
-        let mut acc = self.base;
+        self.emit_burst(core::slice::from_mut(pkt), rng, tx_ns)
+    }
+
+    /// Writes the next `pkts.len()` (at most [`BURST_SIZE`]) packets of the
+    /// stream into `pkts`; returns their bytes.
+    ///
+    /// Field by field over the burst rather than packet by packet: each
+    /// field's kind is matched once per burst, and the inner loops are
+    /// straight-line code over small arrays.
+    #[inline]
+    pub fn emit_burst(&mut self, pkts: &mut [Packet], rng: &mut Rng, tx_ns: u64) -> usize {
+        let n = pkts.len().min(BURST_SIZE);
+        let pkts = &mut pkts[..n];
+        let mut sizes = [0u16; BURST_SIZE];
+        match &mut self.sizes {
+            Sizes::Fixed(s) => sizes[..n].fill(*s),
+            Sizes::Vary(g) => {
+                for s in &mut sizes[..n] {
+                    *s = g.next(rng) as u16;
+                }
+            }
+        }
+        let mut bytes = 0;
+        for (pkt, &size) in pkts.iter_mut().zip(&sizes[..n]) {
+            let size = size as usize;
+            bytes += size;
+            // Cannot fail: sizes were checked against the buffer when
+            // compiling.
+            pkt.fill_lines(&self.store[..size.next_multiple_of(64)], size);
+        }
+        let mut acc = [[0u32; BURST_SIZE]; MAX_SITES];
+        for (a, base) in acc.iter_mut().zip(&self.base).take(self.nsites) {
+            a[..n].fill(*base);
+        }
+        let mut values = [0u32; BURST_SIZE];
+        let mut words = [0u32; BURST_SIZE];
         for op in self.ops.iter_mut() {
-            let v = op.gen.next(rng);
+            op.gen.fill(rng, &mut values[..n]);
             let o = op.offset as usize;
-            let w = match op.write {
+            match op.write {
                 Write::U16 { keep } => {
-                    let old = u16::from_be_bytes([d[o], d[o + 1]]);
-                    d[o..o + 2].copy_from_slice(&((old & keep) | v as u16).to_be_bytes());
-                    v & 0xffff
+                    for (pkt, (&v, w)) in pkts.iter_mut().zip(values.iter().zip(words.iter_mut())) {
+                        let d = pkt.data_mut();
+                        let old = u16::from_be_bytes([d[o], d[o + 1]]);
+                        d[o..o + 2].copy_from_slice(&((old & keep) | v as u16).to_be_bytes());
+                        *w = v & 0xffff;
+                    }
                 }
                 Write::U32 => {
-                    d[o..o + 4].copy_from_slice(&v.to_be_bytes());
-                    words32(v)
+                    for (pkt, (&v, w)) in pkts.iter_mut().zip(values.iter().zip(words.iter_mut())) {
+                        pkt.data_mut()[o..o + 4].copy_from_slice(&v.to_be_bytes());
+                        *w = words32(v);
+                    }
                 }
                 Write::U24 => {
-                    d[o..o + 3].copy_from_slice(&v.to_be_bytes()[1..]);
-                    0
+                    for (pkt, &v) in pkts.iter_mut().zip(values.iter()) {
+                        pkt.data_mut()[o..o + 3].copy_from_slice(&v.to_be_bytes()[1..]);
+                    }
                 }
-                Write::None => words32(v),
-            };
-            op.sites.add(&mut acc, w);
+                Write::None => {
+                    for (w, &v) in words[..n].iter_mut().zip(values.iter()) {
+                        *w = words32(v);
+                    }
+                }
+            }
+            op.sites.add(&mut acc, &words[..n]);
         }
         for op in self.len_ops.iter() {
-            let v = (size - op.minus as usize) as u32;
             let o = op.offset as usize;
-            if let Write::U16 { .. } = op.write {
-                d[o..o + 2].copy_from_slice(&(v as u16).to_be_bytes());
+            for ((pkt, &size), w) in pkts.iter_mut().zip(sizes.iter()).zip(words.iter_mut()) {
+                let v = size - op.minus;
+                if let Write::U16 { .. } = op.write {
+                    pkt.data_mut()[o..o + 2].copy_from_slice(&v.to_be_bytes());
+                }
+                *w = v as u32;
             }
-            op.sites.add(&mut acc, v);
+            op.sites.add(&mut acc, &words[..n]);
         }
         if let Some(m) = self.mark {
-            let at = size - mark::LEN;
-            let sum = mark::write(&mut d[at..size], self.id, self.seq, tx_ns) + m.constant;
-            if let Some(site) = m.site {
-                // Words at an odd offset are the byte-swapped words of the
-                // checksum's alignment; the one's complement sum commutes
-                // with the swap.
-                let s = if at & 1 == 1 {
-                    fold(sum).swap_bytes() as u32
-                } else {
-                    sum
-                };
-                acc[site as usize] += s;
+            for (i, (pkt, &size)) in pkts.iter_mut().zip(sizes.iter()).enumerate() {
+                let seq = self.seq + i as u64;
+                let size = size as usize;
+                let at = size - mark::LEN;
+                let sum =
+                    mark::write(&mut pkt.data_mut()[at..size], self.id, seq, tx_ns) + m.constant;
+                if let Some(site) = m.site {
+                    // Words at an odd offset are the byte-swapped words of
+                    // the checksum's alignment; the one's complement sum
+                    // commutes with the swap.
+                    let s = if at & 1 == 1 {
+                        fold(sum).swap_bytes() as u32
+                    } else {
+                        sum
+                    };
+                    acc[site as usize][i] += s;
+                }
             }
         }
-        for (i, site) in self.sites.iter().take(self.nsites).enumerate() {
+        for (site, acc) in self.sites.iter().zip(&acc).take(self.nsites) {
             let o = site.offset as usize;
             match site.kind {
                 SiteKind::Inet => {
-                    if o != 0 {
-                        d[o..o + 2].copy_from_slice(&(!fold(acc[i])).to_be_bytes());
+                    for (pkt, &a) in pkts.iter_mut().zip(acc.iter()) {
+                        pkt.data_mut()[o..o + 2].copy_from_slice(&(!fold(a)).to_be_bytes());
                     }
                 }
                 SiteKind::Udp => {
-                    let c = !fold(acc[i]);
-                    let c = if c == 0 { 0xffff } else { c };
-                    d[o..o + 2].copy_from_slice(&c.to_be_bytes());
+                    for (pkt, &a) in pkts.iter_mut().zip(acc.iter()) {
+                        let c = !fold(a);
+                        let c = if c == 0 { 0xffff } else { c };
+                        pkt.data_mut()[o..o + 2].copy_from_slice(&c.to_be_bytes());
+                    }
                 }
                 SiteKind::Crc32c { start } => {
-                    let mut p = sctp::Packet::new_unchecked(&mut d[start as usize..size]);
-                    p.fill_checksum();
+                    for pkt in pkts.iter_mut() {
+                        let d = pkt.data_mut();
+                        sctp::Packet::new_unchecked(&mut d[start as usize..]).fill_checksum();
+                    }
                 }
             }
         }
-        self.seq += 1;
-        self.bytes += size as u64;
-        size
+        self.seq += n as u64;
+        self.bytes += bytes as u64;
+        bytes
     }
 }
 
