@@ -1,0 +1,288 @@
+//! `sluice-pktgen`: the packet generator's command line. See docs/pktgen.md.
+
+use clap::{Args, Parser, Subcommand};
+use sluice_pktgen::ports::{parse_duration_ns, PortSpec};
+use sluice_pktgen::rate::Rate;
+use sluice_pktgen::replay::{replay, ReplayConfig};
+use sluice_pktgen::run::{run_ports, Progress, RunConfig};
+use sluice_pktgen::spec::{Profile, StreamSpec};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "sluice-pktgen", version, about = "Sluice's packet generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send streams and measure what comes back.
+    Run(RunArgs),
+    /// Send a capture's frames, at their recorded pace or as fast as possible.
+    Replay(ReplayArgs),
+    /// RFC 2544 throughput search (NDR and PDR) and latency, per frame size.
+    Rfc2544(sluice_pktgen::rfc2544::Rfc2544Args),
+    /// Check streams and print their template frames.
+    Show(StreamArgs),
+}
+
+#[derive(Args)]
+struct StreamArgs {
+    /// A profile file (YAML, or TOML if it ends in .toml).
+    #[arg(long, conflicts_with = "stream")]
+    profile: Option<PathBuf>,
+    /// A stream in the short form, e.g. 'udp src=10.0.0.1-10.0.0.255 dport=53 size=64'
+    /// (repeat for several).
+    #[arg(long)]
+    stream: Vec<String>,
+}
+
+impl StreamArgs {
+    fn load(&self) -> Result<Profile, String> {
+        if let Some(p) = &self.profile {
+            return Profile::load(p).map_err(|e| e.to_string());
+        }
+        if self.stream.is_empty() {
+            return Err("give --profile FILE or at least one --stream".into());
+        }
+        let streams = self
+            .stream
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamSpec::parse_short(i + 1, s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(Profile {
+            streams,
+            ..Profile::default()
+        })
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Where packets go: mem:loop[,loss=1%][,delay=100us][,cap=1mpps], mem:sink, pcap:out=FILE.
+    #[arg(long)]
+    port: String,
+    /// Where packets come back (default: the port itself if it loops back).
+    #[arg(long)]
+    rx_port: Option<String>,
+    #[command(flatten)]
+    streams: StreamArgs,
+    /// max, 10kpps, 1mpps, 5gbps, 50% (of --line-rate); default the profile's, or max.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Line rate that percentages refer to.
+    #[arg(long, default_value = "10gbps")]
+    line_rate: String,
+    /// Packets sent back to back per grant (1-32).
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
+    /// Seconds to send (default the profile's, or 5).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// How long to keep receiving after the last packet.
+    #[arg(long, default_value = "50ms")]
+    drain: String,
+    /// Write received frames to this pcap file.
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Packet buffers in the generator's pool.
+    #[arg(long, default_value_t = 32768)]
+    pool: u32,
+    /// Pin the generator to this core.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Print the result as one JSON object (the live lines go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// No live lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture to send.
+    #[arg(long)]
+    pcap: PathBuf,
+    /// Where frames go.
+    #[arg(long)]
+    port: String,
+    /// Replay this many times faster than recorded (default 1: as recorded).
+    #[arg(long, default_value_t = 1.0, conflicts_with = "fast")]
+    speed: f64,
+    /// Ignore the timestamps: as fast as possible.
+    #[arg(long)]
+    fast: bool,
+    /// Start over at the end of the file.
+    #[arg(long)]
+    repeat: bool,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn pin(core: Option<usize>) -> Result<(), String> {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            return Err(format!("--core {c}: cannot pin to that core"));
+        }
+    }
+    Ok(())
+}
+
+fn live(quiet: bool) -> impl FnMut(&Progress) {
+    move |p: &Progress| {
+        if !quiet {
+            eprintln!("{}", p.line());
+        }
+    }
+}
+
+fn cmd_run(a: RunArgs) -> Result<(), String> {
+    let profile = a.streams.load()?;
+    let line_bps = match Rate::parse(&a.line_rate, 0.0).map_err(|e| format!("--line-rate: {e}"))? {
+        Rate::Bps(b) => b,
+        _ => {
+            return Err(format!(
+                "--line-rate: expected bits per second (10gbps), got {:?}",
+                a.line_rate
+            ))
+        }
+    };
+    let rate_text = a
+        .rate
+        .clone()
+        .or(profile.rate.clone())
+        .unwrap_or_else(|| "max".into());
+    let rate = Rate::parse(&rate_text, line_bps).map_err(|e| format!("--rate: {e}"))?;
+    if !(1..=32).contains(&a.burst) {
+        return Err(format!("--burst: must be 1-32, got {}", a.burst));
+    }
+    let seconds = match (a.seconds.or(profile.seconds), a.count) {
+        (Some(s), _) if !(s.is_finite() && s > 0.0) => {
+            return Err(format!("--seconds: must be positive, got {s}"))
+        }
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) => Some(5.0),
+    };
+    let tx = PortSpec::parse(&a.port).map_err(|e| format!("--port: {e}"))?;
+    let rx = a
+        .rx_port
+        .as_deref()
+        .map(PortSpec::parse)
+        .transpose()
+        .map_err(|e| format!("--rx-port: {e}"))?;
+    let cfg = RunConfig {
+        rate,
+        burst: a.burst,
+        seconds,
+        count: a.count,
+        drain_ns: parse_duration_ns(&a.drain).map_err(|e| format!("--drain: {e}"))?,
+        pool_size: a.pool,
+        ..RunConfig::default()
+    };
+    pin(a.core)?;
+    let report = run_ports(
+        &profile.streams,
+        &tx,
+        rx.as_ref(),
+        &cfg,
+        a.capture.as_deref(),
+        &mut live(a.quiet),
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        println!("{}", sluice_pktgen::run::summary(&report));
+    }
+    Ok(())
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
+    let out = PortSpec::parse(&a.port).map_err(|e| format!("--port: {e}"))?;
+    let port = out.open("out", sluice_pktgen::clock::Clock::new())?;
+    if !(a.speed.is_finite() && a.speed > 0.0) {
+        return Err(format!("--speed: must be above zero, got {}", a.speed));
+    }
+    let cfg = ReplayConfig {
+        speed: (!a.fast).then_some(a.speed),
+        repeat: a.repeat,
+        seconds: a.seconds,
+    };
+    if cfg.repeat && cfg.seconds.is_none() {
+        return Err("--repeat needs --seconds".into());
+    }
+    let report = replay(&a.pcap, port.as_ref(), &cfg, &mut live(a.quiet))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        println!(
+            "replayed {} frames ({} bytes) in {:.3} s: {:.3} Mpps, {:.1} Mbit/s{}",
+            report.tx.packets,
+            report.tx.bytes,
+            report.seconds,
+            report.tx.pps / 1e6,
+            report.tx.bps / 1e6,
+            if report.skipped > 0 {
+                format!(", {} records skipped", report.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+fn cmd_show(a: StreamArgs) -> Result<(), String> {
+    let profile = a.load()?;
+    let gen = sluice_pktgen::gen::Generator::new(&profile.streams, 1).map_err(|e| e.to_string())?;
+    for s in gen.streams() {
+        println!(
+            "stream {} ({}): {}-{} bytes, {}",
+            s.id,
+            s.name,
+            s.min_size(),
+            s.max_size(),
+            if s.is_marked() {
+                "marked"
+            } else {
+                "not marked"
+            }
+        );
+        for (i, line) in s.template().chunks(16).enumerate() {
+            let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+            println!("  {:04x}  {}", i * 16, hex.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Replay(a) => cmd_replay(a),
+        Command::Rfc2544(a) => sluice_pktgen::rfc2544::main(a),
+        Command::Show(a) => cmd_show(a),
+    };
+    if let Err(e) = result {
+        eprintln!("sluice-pktgen: {e}");
+        std::process::exit(2);
+    }
+}
