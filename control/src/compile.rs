@@ -9,10 +9,14 @@
 //! "default" always exists, id 0; the others follow in name order so ids are
 //! stable), Interfaces configure the node's ports by name (network, MAC, MTU,
 //! addresses, hence connected and local routes), Routes and Neighbours fill
-//! each network's FIBs and static neighbour table. Kubernetes kinds
-//! (Services, EndpointSlices, policies) and the other Sluice kinds are kept
-//! in the desired state and compiled by the stages that enforce them, as
-//! those land.
+//! each network's FIBs and static neighbour table. Services and
+//! EndpointSlices (with the node's Node object for its zone) become the
+//! service table ([`ServiceCompiler`], docs/services.md). Policies and the
+//! other Sluice kinds are kept in the desired state and compiled by the
+//! stages that enforce them, as those land.
+//!
+//! [`compile`] builds everything from scratch; [`Compiler`] keeps what it
+//! needs between batches and recompiles only what a batch touched.
 //!
 //! An Interface must name a port this node opened, with the same backend:
 //! ports are hardware of the node, opened from its configuration at start;

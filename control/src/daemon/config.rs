@@ -480,4 +480,11 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         let e = Config::parse("[services]\nservice_cidrs = [\"10.96.0.0\"]\n").unwrap_err();
         assert!(e.starts_with(" line 2: "), "{e}");
     }
+
+    #[test]
+    fn the_example_configuration_reads() {
+        let text = include_str!("../../../examples/sluiced.toml");
+        let c = Config::parse(text).unwrap().check().unwrap();
+        assert_eq!(c.config.services.service_cidrs.len(), 1);
+    }
 }
