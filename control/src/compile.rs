@@ -9,10 +9,14 @@
 //! "default" always exists, id 0; the others follow in name order so ids are
 //! stable), Interfaces configure the node's ports by name (network, MAC, MTU,
 //! addresses, hence connected and local routes), Routes and Neighbours fill
-//! each network's FIBs and static neighbour table. Kubernetes kinds
-//! (Services, EndpointSlices, policies) and the other Sluice kinds are kept
-//! in the desired state and compiled by the stages that enforce them, as
-//! those land.
+//! each network's FIBs and static neighbour table. Services and
+//! EndpointSlices (with the node's Node object for its zone) become the
+//! service table ([`ServiceCompiler`], docs/services.md). Policies and the
+//! other Sluice kinds are kept in the desired state and compiled by the
+//! stages that enforce them, as those land.
+//!
+//! [`compile`] builds everything from scratch; [`Compiler`] keeps what it
+//! needs between batches and recompiles only what a batch touched.
 //!
 //! An Interface must name a port this node opened, with the same backend:
 //! ports are hardware of the node, opened from its configuration at start;
@@ -587,5 +591,276 @@ apiVersion: sluice.dev/v1\nkind: Route\nmetadata: {{name: blue-20}}\nspec: {{net
         // as the Route object that declared it.
         assert_eq!(e.object, "Route to-20", "{e}");
         assert_eq!(e.field, "spec.nextHops[0].gateway");
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    //! The incremental service compile against a compile from scratch.
+
+    use super::*;
+    use crate::model::Change;
+    use crate::services::{describe_table, table_verdict, Probe, Verdict};
+    use serde_json::{json, Value};
+    use sluice_dataplane::tables::services::Outcome;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    fn ctx() -> NodeContext {
+        NodeContext {
+            node: NodeIdentity {
+                name: "node-a".into(),
+                zone: "z1".into(),
+                addresses: vec![
+                    "192.168.0.2".parse().unwrap(),
+                    "192.168.1.2".parse().unwrap(),
+                ],
+            },
+            ports: vec![],
+            services: ServiceSettings {
+                cluster_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+                service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+                node_port_addresses: vec![],
+                masquerade_all: false,
+            },
+        }
+    }
+
+    /// xorshift64*: a seeded generator without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn coin(&mut self) -> bool {
+            self.below(2) == 0
+        }
+        fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+            &v[self.below(v.len() as u64) as usize]
+        }
+    }
+
+    const SERVICES: u64 = 6;
+    const SLICES: u64 = 10;
+
+    fn random_service(r: &mut Rng, i: u64) -> Value {
+        let ty = *r.pick(&["ClusterIP", "NodePort", "LoadBalancer"]);
+        let external = ty != "ClusterIP";
+        let mut http = json!({"name": "http", "port": *r.pick(&[80, 30001]), "protocol": "TCP"});
+        let mut dns = json!({"name": "dns", "port": 53, "protocol": "UDP"});
+        if external {
+            http["nodePort"] = json!(*r.pick(&[30001, 30002, 30003]));
+            if r.coin() {
+                dns["nodePort"] = json!(*r.pick(&[30001, 30002]));
+            }
+        }
+        let mut spec = json!({
+            "type": ty,
+            "clusterIP": format!("10.96.0.{}", i + 1),
+            "ports": [http, dns],
+        });
+        if r.coin() {
+            // The node's own address as an external IP: its keys fall
+            // through to node ports.
+            spec["externalIPs"] = json!([*r.pick(&["192.168.0.2", "192.0.2.50", "192.168.1.2"])]);
+        }
+        if external && r.coin() {
+            spec["externalTrafficPolicy"] = json!("Local");
+        }
+        if r.below(3) == 0 {
+            spec["internalTrafficPolicy"] = json!("Local");
+        }
+        if r.below(3) == 0 {
+            spec["sessionAffinity"] = json!("ClientIP");
+        }
+        if ty == "LoadBalancer" && r.coin() {
+            spec["loadBalancerSourceRanges"] =
+                json!([*r.pick(&["203.0.113.0/25", "192.168.0.0/16"])]);
+        }
+        let mut svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "ns", "name": format!("s{i}")},
+            "spec": spec,
+        });
+        if ty == "LoadBalancer" {
+            svc["status"] =
+                json!({"loadBalancer": {"ingress": [{"ip": format!("203.0.113.{}", 200 + i)}]}});
+        }
+        svc
+    }
+
+    fn random_slice(r: &mut Rng, j: u64) -> Value {
+        let n = 1 + r.below(4);
+        let endpoints: Vec<Value> = (0..n)
+            .map(|_| {
+                json!({
+                    "addresses": [format!("10.1.0.{}", 1 + r.below(8))],
+                    "nodeName": *r.pick(&["node-a", "node-b"]),
+                    "conditions": {"ready": r.below(4) != 0, "serving": r.coin(), "terminating": r.coin()},
+                })
+            })
+            .collect();
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": "ns", "name": format!("e{j}"),
+                         "labels": {"kubernetes.io/service-name": format!("s{}", r.below(SERVICES))}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                      {"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": endpoints,
+        })
+    }
+
+    fn random_change(r: &mut Rng, state: &DesiredState) -> Change {
+        let apply = |v: Value| Change::Apply(Object::from_value(v).unwrap());
+        match r.below(10) {
+            0..=3 => {
+                let i = r.below(SERVICES);
+                apply(random_service(r, i))
+            }
+            4..=7 => {
+                let j = r.below(SLICES);
+                apply(random_slice(r, j))
+            }
+            8 => {
+                let kind = *r.pick(&[Kind::Service, Kind::EndpointSlice]);
+                let all = state.list(kind, None, None).unwrap();
+                match all.is_empty() {
+                    true => apply(random_slice(r, 0)),
+                    false => Change::Delete(r.pick(&all).object.key()),
+                }
+            }
+            _ => apply(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "node-a",
+                             "labels": {"topology.kubernetes.io/zone": *r.pick(&["z1", "z2"])}},
+            })),
+        }
+    }
+
+    fn distinct_rings(t: &sluice_dataplane::tables::services::ServiceTable) -> usize {
+        let mut seen = HashSet::new();
+        for (_, f) in t.by_addr.iter().chain(t.node_ports.iter()) {
+            for o in &f.outcome {
+                if let Outcome::Dnat { ring, .. } = o {
+                    seen.insert(Arc::as_ptr(ring));
+                }
+            }
+        }
+        seen.len()
+    }
+
+    #[test]
+    fn incremental_equals_from_scratch() {
+        for seed in 1..=8u64 {
+            let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut state = DesiredState::new();
+            let (mut compiler, _) = Compiler::new(&state, ctx()).unwrap();
+            let mut accepted = 0;
+            for step in 0..150 {
+                let n = 1 + r.below(3);
+                let batch: Vec<Change> = (0..n).map(|_| random_change(&mut r, &state)).collect();
+                let keys: Vec<ObjectKey> = batch.iter().map(Change::key).collect();
+                if state.apply(&batch).is_err() {
+                    continue;
+                }
+                accepted += 1;
+                let prepared = compiler.prepare(&state, &keys).unwrap();
+                let incremental = compiler.apply(prepared);
+                let scratch = compile(&state, &ctx()).unwrap();
+                assert_eq!(
+                    describe_table(&incremental.services),
+                    describe_table(&scratch.services),
+                    "seed {seed} step {step}: {batch:?}"
+                );
+                assert_eq!(
+                    compiler.services().ring_count(),
+                    distinct_rings(&incremental.services),
+                    "seed {seed} step {step}: the ring cache holds exactly the table's rings"
+                );
+            }
+            assert!(
+                accepted > 60,
+                "seed {seed}: only {accepted} batches accepted"
+            );
+        }
+    }
+
+    const SVC: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, nodePort: 30080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.1.0.1]
+  nodeName: node-a
+- addresses: [10.1.0.2]
+  nodeName: node-b
+"#;
+
+    fn probe(src: &str, dst: &str, port: u16) -> Probe {
+        Probe {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: crate::model::names::Protocol::Tcp,
+            dst_port: port,
+        }
+    }
+
+    #[test]
+    fn services_compile_into_the_table() {
+        let mut state = DesiredState::new();
+        let batch: Vec<Change> = crate::model::parse_manifests(SVC)
+            .unwrap()
+            .into_iter()
+            .map(Change::Apply)
+            .collect();
+        state.apply(&batch).unwrap();
+        let t = compile(&state, &ctx()).unwrap();
+        let s = &t.services;
+        assert_eq!(s.network, 0);
+        assert_eq!((s.by_addr.len(), s.node_ports.len()), (1, 1));
+        let both = Verdict::Dnat {
+            endpoints: [
+                "10.1.0.1:8080".parse().unwrap(),
+                "10.1.0.2:8080".parse().unwrap(),
+            ]
+            .into(),
+            masquerade: false,
+        };
+        assert_eq!(table_verdict(s, &probe("10.1.5.5", "10.96.0.10", 80)), both);
+        let Verdict::Dnat { masquerade, .. } =
+            table_verdict(s, &probe("203.0.113.1", "192.168.1.2", 30080))
+        else {
+            panic!()
+        };
+        assert!(masquerade);
+        assert_eq!(
+            table_verdict(s, &probe("10.1.5.5", "10.96.0.10", 81)),
+            Verdict::Reject
+        );
+        assert_eq!(
+            table_verdict(s, &probe("10.1.5.5", "10.96.0.11", 80)),
+            Verdict::Drop
+        );
+        // The cluster IP front end and the node port share one ring.
+        assert_eq!(distinct_rings(s), 1);
+        assert!(s.is_endpoint(4, 6, 0x0a01_0001, 8080));
     }
 }

@@ -476,6 +476,68 @@ spec: {destination: 20.0.0.0/8, nextHops: [{gateway: 10.0.1.254}]}
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.1.0.1]}]
+"#;
+
+    #[test]
+    fn service_changes_reuse_the_routing_tables() {
+        let dir = tempdir();
+        let c = Controller::open(&dir, ctx()).unwrap();
+        c.apply(batch(IFACES), false).unwrap();
+        let before = c.tables().load();
+        c.apply(batch(WEB), false).unwrap();
+        let after = c.tables().load();
+        assert!(Arc::ptr_eq(
+            &before.networks[0].fib4,
+            &after.networks[0].fib4
+        ));
+        assert_eq!(after.services.by_addr.len(), 1);
+        // One changed slice: the routing tables are the same, and the
+        // service table shares every shard but the few it changed.
+        let moved = WEB.replace("10.1.0.1]", "10.1.0.2]");
+        let a = c.apply(batch(&moved), false).unwrap();
+        let next = c.tables().load();
+        assert!(Arc::ptr_eq(&after.networks[0].fib4, &next.networks[0].fib4));
+        assert!(next.services.by_addr.shared_shards(&after.services.by_addr) >= 255);
+        let e: Vec<_> = next
+            .services
+            .endpoints
+            .iter()
+            .map(|(k, _)| k.addr)
+            .collect();
+        assert_eq!(e, vec![0x0a01_0002]);
+        // A refused or dry-run change leaves the state and the compiler
+        // as they were.
+        let d = c.apply(batch(WEB), true).unwrap();
+        assert_eq!(d.revision, a.revision + 1);
+        assert_eq!(c.revision(), a.revision);
+        let e: Vec<_> = c
+            .tables()
+            .load()
+            .services
+            .endpoints
+            .iter()
+            .map(|(k, _)| k.addr)
+            .collect();
+        assert_eq!(e, vec![0x0a01_0002]);
+        let key = ObjectKey::namespaced(Kind::EndpointSlice, "shop", "web-1");
+        assert!(c.get(&key).unwrap().object.to_json().contains("10.1.0.2"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn store_keys_read_back() {
         for key in [

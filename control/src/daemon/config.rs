@@ -514,4 +514,11 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         let e = Config::parse("[dpdk]\nhugepages = 1\n").unwrap_err();
         assert!(e.contains("hugepages"), "{e}");
     }
+
+    #[test]
+    fn the_example_configuration_reads() {
+        let text = include_str!("../../../examples/sluiced.toml");
+        let c = Config::parse(text).unwrap().check().unwrap();
+        assert_eq!(c.config.services.service_cidrs.len(), 1);
+    }
 }
