@@ -299,3 +299,195 @@ fn a_clusterip_follows_its_manifests() {
     engine.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Hitless updates through the controller: while packets flow, Service
+/// endpoints change at over 1,000 object changes a second (each apply
+/// replaces forty EndpointSlices); every packet arrives, and none sent after
+/// an apply was acknowledged reaches an endpoint older than that apply's.
+#[test]
+fn endpoint_changes_are_hitless_through_the_controller() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const SERVICES: u32 = 40;
+    const RUN: Duration = Duration::from_millis(2000);
+    const IN_FLIGHT: u64 = 256;
+    // Endpoint of service `i` in apply `n`: 10.244.0.0 + 64n + i (n ≥ 1).
+    let endpoint = |n: u32, i: u32| Ipv4Addr::from(0x0af4_0000 + 64 * n + i);
+    let decode = |a: Ipv4Addr| {
+        let v = u32::from(a) - 0x0af4_0000;
+        (v / 64, v % 64)
+    };
+    let slices = move |n: u32| -> Vec<Change> {
+        let mut y = String::new();
+        for i in 0..SERVICES {
+            y.push_str(&format!(
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{i}-1, namespace: shop, labels: {{kubernetes.io/service-name: s{i}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [\"{}\"]}}]\nports: [{{name: http, port: 8080, protocol: TCP}}]\n",
+                endpoint(n, i)
+            ));
+        }
+        changes(&y)
+    };
+    let mut services = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
+    for i in 0..SERVICES {
+        services.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: shop}}\nspec: {{clusterIP: 10.96.1.{i}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n"
+        ));
+    }
+
+    let dir = std::env::temp_dir().join(format!("sluice-hitless-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ctx = NodeContext {
+        node: NodeIdentity {
+            name: "node-a".into(),
+            zone: String::new(),
+            addresses: vec!["10.0.0.1".parse().unwrap(), "10.0.1.1".parse().unwrap()],
+        },
+        ports: (0..3)
+            .map(|i| PortDecl {
+                name: format!("p{i}"),
+                backend: format!("mem:p{i}"),
+            })
+            .collect(),
+        services: ServiceSettings {
+            cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+            service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+            ..Default::default()
+        },
+    };
+    let controller = Arc::new(Controller::open(&dir, ctx).unwrap());
+    let mut first = changes(LAB);
+    first.extend(changes(&services));
+    first.extend(slices(1));
+    controller.apply(first, false).unwrap();
+
+    let mut ports: Vec<Arc<dyn Port>> = Vec::new();
+    let mut peers = Vec::new();
+    for (i, mac) in [MAC_P0, MAC_P1, MAC_P2].into_iter().enumerate() {
+        let (p, peer) = MemPort::new(
+            &format!("p{i}"),
+            MemPortConfig {
+                port_id: i as u16,
+                rx_queues: 2,
+                tx_queues: 2,
+                ring_size: 1024,
+                mac,
+                mtu: 1500,
+                rss: RssMode::Symmetric,
+            },
+        );
+        ports.push(p);
+        peers.push(peer);
+    }
+    let engine = Engine::start_each(
+        ports,
+        controller.tables().clone(),
+        &EngineConfig {
+            workers: 2,
+            ..Default::default()
+        },
+        |w| {
+            service_pipeline(&ServiceConfig {
+                steering: Steering::rss(&SYMMETRIC_KEY, 2, w),
+                ..ServiceConfig::default()
+            })
+        },
+    )
+    .unwrap();
+    assert!(controller.wait_for_workers(controller.generations().0, Duration::from_secs(10)));
+
+    // The applier: apply n, wait until every worker runs it, then publish
+    // n as acknowledged.
+    let acked = Arc::new(AtomicU64::new(1));
+    let done = Arc::new(AtomicBool::new(false));
+    let applier = {
+        let (controller, acked, done) = (controller.clone(), acked.clone(), done.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n = 1;
+            while start.elapsed() < RUN {
+                n += 1;
+                let a = controller.apply(slices(n), false).unwrap();
+                assert!(controller.wait_for_workers(a.generation, Duration::from_secs(10)));
+                acked.store(n as u64, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+            (n - 1, start.elapsed())
+        })
+    };
+
+    // The traffic: packet k opens a connection to service k % 40 from a
+    // pod (no masquerade, so its source port names it), stamped with the
+    // apply acknowledged when it was sent.
+    let pool = PacketPool::new("hitless", 1024);
+    let mut sent_acked: Vec<u64> = Vec::new();
+    let mut got: Vec<Option<(u32, u32)>> = Vec::new();
+    let mut received = 0u64;
+    let mut out = Vec::new();
+    let client = Ipv4Addr::new(10, 244, 255, 1);
+    let mut collect = |got: &mut Vec<Option<(u32, u32)>>, received: &mut u64| {
+        out.clear();
+        peers[1].collect_all(&mut out);
+        for p in out.drain(..) {
+            let (dst, dport, src) = tuple(&p);
+            let d = p.data();
+            let sport = u16::from_be_bytes([d[34], d[35]]);
+            assert_eq!((src, dport), (client, 8080));
+            let (n, i) = decode(dst);
+            let k = (sport as usize - 1024) * SERVICES as usize + i as usize;
+            assert!(got[k].is_none(), "packet {k} arrived twice");
+            got[k] = Some((n, i));
+            *received += 1;
+        }
+    };
+    let mut k = 0u64;
+    while !done.load(Ordering::Acquire) {
+        if k - received >= IN_FLIGHT {
+            collect(&mut got, &mut received);
+            std::thread::yield_now();
+            continue;
+        }
+        let i = (k % SERVICES as u64) as u32;
+        let sport = 1024 + (k / SERVICES as u64) as u16;
+        let f = PacketBuilder::new(MAC_CLIENT, MAC_P0)
+            .ipv4(client, Ipv4Addr::new(10, 96, 1, i as u8))
+            .tcp(sport, 80, tcp_flags::SYN)
+            .build();
+        sent_acked.push(acked.load(Ordering::Acquire));
+        got.push(None);
+        let mut p = pool.alloc().unwrap();
+        assert!(p.fill(&f));
+        peers[0].inject(p).unwrap();
+        k += 1;
+        collect(&mut got, &mut received);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received < k && Instant::now() < deadline {
+        collect(&mut got, &mut received);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (applies, took) = applier.join().unwrap();
+    let stats = engine.stats();
+    engine.stop();
+    assert_eq!(
+        received, k,
+        "every packet arrived; drops: {:?}",
+        stats.drops
+    );
+    for (k, (g, a)) in got.iter().zip(&sent_acked).enumerate() {
+        let (n, i) = g.unwrap();
+        assert_eq!(i as u64, k as u64 % SERVICES as u64);
+        assert!(
+            n as u64 >= *a,
+            "packet {k} sent after apply {a} was acknowledged reached apply {n}'s endpoint"
+        );
+    }
+    let rate = (applies * SERVICES) as f64 / took.as_secs_f64();
+    eprintln!(
+        "{applies} applies ({} object changes) in {took:?}: {rate:.0} changes/s; {k} packets",
+        applies * SERVICES
+    );
+    assert!(k > 1000, "traffic flowed: {k} packets");
+    assert!(rate >= 1000.0, "{rate:.0} changes/s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
