@@ -185,7 +185,14 @@ fn harness() -> Harness<sluice_dataplane::stages::ServicePipeline> {
 
 /// A harness whose neighbour cache knows the hosts on p0's link.
 fn harness_with(st: ServiceTable) -> Harness<sluice_dataplane::stages::ServicePipeline> {
-    let h = Harness::new(tables_with(st), service_pipeline(&ServiceConfig::default()));
+    harness_cfg(st, &ServiceConfig::default())
+}
+
+fn harness_cfg(
+    st: ServiceTable,
+    cfg: &ServiceConfig,
+) -> Harness<sluice_dataplane::stages::ServicePipeline> {
+    let h = Harness::new(tables_with(st), service_pipeline(cfg));
     for a in [CLIENT, EXTERNAL] {
         h.neighbours
             .learn(0, Family::V4, a4(a), MAC_CLIENT, h.now_ns);
@@ -817,4 +824,79 @@ fn rejects_answer_with_a_reset_or_port_unreachable() {
     assert_eq!(stats.events["tcp_reset_sent"], 1);
     drop(got);
     engine.stop();
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid(kind: u8, to_vip: bool) -> Vec<u8> {
+        let dst = if to_vip { VIP } else { "20.1.2.3" };
+        let b = from_client().ipv4(v4(CLIENT), v4(dst));
+        match kind % 5 {
+            0 => b.tcp(40000, 80, tcp_flags::SYN).frame_len(80).build(),
+            1 => b.udp(5000, 53).payload(b"query").build(),
+            2 => b
+                .sctp(7000, 80, 0)
+                .payload(&[1, 0, 0, 20, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1])
+                .build(),
+            3 => b.echo_request(7, 1).frame_len(80).build(),
+            _ => from_gw1()
+                .ipv4(v4("20.0.0.254"), v4(CLIENT))
+                .icmp(3, 4, 1400)
+                .payload(&syn(CLIENT, "20.0.1.1", 40000, 8080)[14..54])
+                .build(),
+        }
+    }
+
+    /// A harness with small tables: each case builds its own.
+    fn harness() -> Harness<sluice_dataplane::stages::ServicePipeline> {
+        let cfg = ServiceConfig {
+            conntrack: sluice_dataplane::state::conntrack::ConntrackConfig {
+                capacity_v4: 1024,
+                capacity_v6: 1024,
+                ..Default::default()
+            },
+            affinity_capacity: 64,
+            ..ServiceConfig::default()
+        };
+        harness_cfg(services(), &cfg)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Arbitrary bytes never panic the service pipeline, and every
+        /// packet gets a decision.
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..200), port in 0u16..4) {
+            let mut h = harness();
+            let (action, _) = h.run_one(port, frame);
+            prop_assert_ne!(action, Action::Continue);
+        }
+
+        /// Valid Service, routed and ICMP-error frames with a byte changed
+        /// anywhere: never a panic; a forwarded IPv4 frame's header still
+        /// verifies; the connection table stays usable.
+        #[test]
+        fn mutated_frames_are_handled(kind in any::<u8>(), to_vip in any::<bool>(), pos in 0usize..90, val in any::<u8>()) {
+            let mut h = harness();
+            let mut f = valid(kind, to_vip);
+            let pos = pos % f.len();
+            f[pos] = val;
+            let first = h.run_one(0, valid(kind, to_vip));
+            let (action, out) = h.run_one(0, f);
+            prop_assert_ne!(action, Action::Continue);
+            if let Action::Tx(_) = action {
+                if out[12..14] == [8, 0] {
+                    let ihl = (out[14] & 0xf) as usize * 4;
+                    prop_assert!(checksum::verify(&out[14..14 + ihl]));
+                }
+            }
+            let _ = first;
+            // A fresh connection still works afterwards.
+            let (a, _) = h.run_one(0, syn(CLIENT, VIP, 50000, 80));
+            prop_assert_eq!(a, Action::Tx(1));
+        }
+    }
 }
