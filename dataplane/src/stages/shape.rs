@@ -17,6 +17,9 @@
 //! will leave. Next: the worker sends, holds (`Defer`) or drops.
 //!
 //! With no limited pod in the table both stages cost one test per burst.
+//! A packet another worker handed over (`Action::Handoff`) was charged to
+//! its sender's limit by that worker and is not charged again (a delay that
+//! limit gave it is not kept across the handoff).
 
 use super::{Action, Burst, Context, Stage};
 use crate::stats::DropReason;
@@ -38,7 +41,8 @@ impl Stage for ShapeEgress {
             return;
         }
         for i in 0..burst.pkts.len() {
-            if burst.action[i] != Action::Continue {
+            // A packet handed over by another worker was charged there.
+            if burst.action[i] != Action::Continue || burst.tried[i] != 0 {
                 continue;
             }
             let m = &mut burst.meta[i];
