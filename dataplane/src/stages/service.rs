@@ -647,27 +647,25 @@ fn rewrite(pkt: &mut Packet, m: &mut PacketMeta, t: &FlowTuple) {
         return;
     }
     let icmp = matches!(proto, ip_proto::ICMP | ip_proto::ICMPV6);
-    // L4 checksum first, while the old values are at hand.
+    // One sum of changes per field, applied to each checksum once.
+    let addr_delta = if family == 4 {
+        checksum::delta32(m.src as u32, t.src as u32) as u64
+            + checksum::delta32(m.dst as u32, t.dst as u32) as u64
+    } else {
+        checksum::delta128(m.src, t.src) as u64 + checksum::delta128(m.dst, t.dst) as u64
+    };
+    let port_delta = if icmp {
+        checksum::delta16(m.sport, t.sport) as u64
+    } else {
+        checksum::delta16(m.sport, t.sport) as u64 + checksum::delta16(m.dport, t.dport) as u64
+    };
     if let Some((at, pseudo)) = l4_checksum_at(proto, family) {
         let c = l4 + at;
-        let mut sum = u16::from_be_bytes([d[c], d[c + 1]]);
-        let udp_zero = proto == ip_proto::UDP && sum == 0 && family == 4;
-        if !udp_zero {
-            if pseudo {
-                if family == 4 {
-                    sum = checksum::update32(sum, m.src as u32, t.src as u32);
-                    sum = checksum::update32(sum, m.dst as u32, t.dst as u32);
-                } else {
-                    sum = checksum::update128(sum, m.src, t.src);
-                    sum = checksum::update128(sum, m.dst, t.dst);
-                }
-            }
-            if icmp {
-                sum = checksum::update16(sum, m.sport, t.sport);
-            } else {
-                sum = checksum::update16(sum, m.sport, t.sport);
-                sum = checksum::update16(sum, m.dport, t.dport);
-            }
+        let sum = u16::from_be_bytes([d[c], d[c + 1]]);
+        // An IPv4 UDP checksum of 0 means none: it stays 0.
+        if !(proto == ip_proto::UDP && sum == 0 && family == 4) {
+            let delta = port_delta + if pseudo { addr_delta } else { 0 };
+            let mut sum = checksum::apply_delta(sum, delta);
             if proto == ip_proto::UDP && sum == 0 {
                 sum = 0xffff;
             }
@@ -681,9 +679,8 @@ fn rewrite(pkt: &mut Packet, m: &mut PacketMeta, t: &FlowTuple) {
         d[l4 + 2..l4 + 4].copy_from_slice(&t.dport.to_be_bytes());
     }
     if family == 4 {
-        let mut sum = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
-        sum = checksum::update32(sum, m.src as u32, t.src as u32);
-        sum = checksum::update32(sum, m.dst as u32, t.dst as u32);
+        let sum = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+        let sum = checksum::apply_delta(sum, addr_delta);
         d[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
         d[l3 + 12..l3 + 16].copy_from_slice(&(t.src as u32).to_be_bytes());
         d[l3 + 16..l3 + 20].copy_from_slice(&(t.dst as u32).to_be_bytes());
