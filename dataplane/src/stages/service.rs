@@ -363,7 +363,7 @@ impl ServiceStage {
                 Lookup::NoMatch => {}
                 Lookup::Reject => return Action::Punt(Punt::Reject),
                 Lookup::Drop => return Action::Drop(DropReason::ServiceDrop),
-                Lookup::Frontend(fe) => match self.translate(cx, st, fe, m, key, &mut new) {
+                Lookup::Frontend(fe) => match self.translate(cx, st, fe, m, &mut new) {
                     Ok(()) => {}
                     Err(a) => return a,
                 },
@@ -415,7 +415,6 @@ impl ServiceStage {
         st: &ServiceTable,
         fe: &Frontend,
         m: &mut PacketMeta,
-        key: &ConnKey,
         new: &mut NewConnection,
     ) -> Result<(), Action> {
         if !fe.admits(m.family, m.src) {
@@ -447,7 +446,6 @@ impl ServiceStage {
             };
             *new = new.snat(addr, port);
         }
-        let _ = key;
         Ok(())
     }
 
@@ -621,16 +619,13 @@ fn apply(pkt: &mut Packet, m: &mut PacketMeta, f: &Forward) {
 /// Byte offsets of an L4 protocol's checksum field, and whether it covers
 /// the IP addresses (pseudo-header).
 #[inline]
-fn l4_checksum_at(proto: u8, family: u8) -> Option<(usize, bool)> {
+fn l4_checksum_at(proto: u8) -> Option<(usize, bool)> {
     match proto {
         ip_proto::TCP => Some((16, true)),
         ip_proto::UDP => Some((6, true)),
         ip_proto::ICMP => Some((2, false)),
         ip_proto::ICMPV6 => Some((2, true)),
-        _ => {
-            let _ = family;
-            None
-        }
+        _ => None,
     }
 }
 
@@ -659,7 +654,7 @@ fn rewrite(pkt: &mut Packet, m: &mut PacketMeta, t: &FlowTuple) {
     } else {
         checksum::delta16(m.sport, t.sport) as u64 + checksum::delta16(m.dport, t.dport) as u64
     };
-    if let Some((at, pseudo)) = l4_checksum_at(proto, family) {
+    if let Some((at, pseudo)) = l4_checksum_at(proto) {
         let c = l4 + at;
         let sum = u16::from_be_bytes([d[c], d[c + 1]]);
         // An IPv4 UDP checksum of 0 means none: it stays 0.
