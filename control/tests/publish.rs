@@ -5,56 +5,24 @@
 //! The rate and loss test of publishing itself is the dataplane's
 //! `tests/publish.rs`; this one checks the wiring through the controller.
 
-use sluice_control::compile::{NodeContext, PortDecl};
+mod common;
+
+use common::lab::{changes, mem_ports, node, LAB};
 use sluice_control::controller::Controller;
-use sluice_control::model::{parse_manifests, Change};
+use sluice_control::model::Change;
 use sluice_dataplane::buf::{Packet, PacketPool};
 use sluice_dataplane::engine::{Engine, EngineConfig};
-use sluice_dataplane::io::mem::{MemPeer, MemPort, MemPortConfig, RssMode};
-use sluice_dataplane::io::Port;
+use sluice_dataplane::io::mem::MemPeer;
 use sluice_dataplane::stages::router;
-use sluice_dataplane::testing::{MAC_CLIENT, MAC_GW1, MAC_GW2, MAC_P0, MAC_P1, MAC_P2};
+use sluice_dataplane::testing::{MAC_CLIENT, MAC_GW1, MAC_GW2, MAC_P0};
 use sluice_dataplane::wire::builder::PacketBuilder;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LAB: &str = r#"
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p0}
-spec: {backend: "mem:p0", mac: "02:00:00:00:00:01", addresses: ["10.0.0.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p1}
-spec: {backend: "mem:p1", mac: "02:00:00:00:00:02", addresses: ["10.0.1.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p2}
-spec: {backend: "mem:p2", mac: "02:00:00:00:00:03", addresses: ["10.0.2.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Neighbour
-metadata: {name: gw1}
-spec: {ip: 10.0.1.254, mac: "02:00:00:00:01:fe"}
----
-apiVersion: sluice.dev/v1
-kind: Neighbour
-metadata: {name: gw2}
-spec: {ip: 10.0.2.254, mac: "02:00:00:00:02:fe"}
-"#;
-
 fn route_via(gateway: &str) -> Vec<Change> {
-    let yaml = format!(
+    changes(&format!(
         "apiVersion: sluice.dev/v1\nkind: Route\nmetadata: {{name: to-20}}\n\
          spec: {{destination: 20.0.0.0/8, nextHops: [{{gateway: {gateway}}}]}}\n"
-    );
-    parse_manifests(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(Change::Apply)
-        .collect()
+    ))
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -79,41 +47,9 @@ fn one_frame(peer: &MemPeer) -> Packet {
 #[test]
 fn packets_sent_after_acknowledgement_follow_the_applied_route() {
     let dir = tempdir();
-    let ctx = NodeContext {
-        ports: (0..3)
-            .map(|i| PortDecl {
-                name: format!("p{i}"),
-                backend: format!("mem:p{i}"),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let controller = Controller::open(&dir, ctx).unwrap();
-    let lab = parse_manifests(LAB)
-        .unwrap()
-        .into_iter()
-        .map(Change::Apply)
-        .collect();
-    controller.apply(lab, false).unwrap();
-
-    let mut ports: Vec<Arc<dyn Port>> = Vec::new();
-    let mut peers = Vec::new();
-    for (i, mac) in [MAC_P0, MAC_P1, MAC_P2].into_iter().enumerate() {
-        let (p, peer) = MemPort::new(
-            &format!("p{i}"),
-            MemPortConfig {
-                port_id: i as u16,
-                rx_queues: 2,
-                tx_queues: 2,
-                ring_size: 256,
-                mac,
-                mtu: 1500,
-                rss: RssMode::Symmetric,
-            },
-        );
-        ports.push(p);
-        peers.push(peer);
-    }
+    let controller = Controller::open(&dir, node(false)).unwrap();
+    controller.apply(changes(LAB), false).unwrap();
+    let (ports, peers) = mem_ports(2, 256);
     // The engine runs on the controller's cell, so the controller's
     // publishes reach it and its acknowledgement counts its workers.
     let engine = Engine::start_with_cell(

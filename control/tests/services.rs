@@ -2,44 +2,26 @@
 //! running workers: a ClusterIP works once applied, follows its
 //! EndpointSlice as it changes, and is dropped once the Service is gone.
 
-use sluice_control::compile::{NodeContext, PortDecl, ServiceSettings};
+mod common;
+
+use common::lab::{changes, mem_ports, node, LAB};
 use sluice_control::controller::Controller;
-use sluice_control::model::{parse_manifests, Change, Kind, ObjectKey};
+use sluice_control::model::{Change, Kind, Object, ObjectKey};
 use sluice_dataplane::buf::{Packet, PacketPool};
 use sluice_dataplane::engine::{Engine, EngineConfig};
-use sluice_dataplane::io::mem::{MemPeer, MemPort, MemPortConfig, RssMode};
+use sluice_dataplane::io::mem::MemPeer;
 use sluice_dataplane::io::rss::SYMMETRIC_KEY;
-use sluice_dataplane::io::Port;
 use sluice_dataplane::stages::service::{ServiceConfig, Steering};
 use sluice_dataplane::stages::service_pipeline;
-use sluice_dataplane::tables::NodeIdentity;
-use sluice_dataplane::testing::{MAC_CLIENT, MAC_P0, MAC_P1, MAC_P2};
+use sluice_dataplane::testing::{MAC_CLIENT, MAC_P0};
 use sluice_dataplane::wire::builder::{tcp_flags, PacketBuilder};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LAB: &str = r#"
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p0}
-spec: {backend: "mem:p0", mac: "02:00:00:00:00:01", addresses: ["10.0.0.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p1}
-spec: {backend: "mem:p1", mac: "02:00:00:00:00:02", addresses: ["10.0.1.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Interface
-metadata: {name: p2}
-spec: {backend: "mem:p2", mac: "02:00:00:00:00:03", addresses: ["10.0.2.1/24"]}
----
-apiVersion: sluice.dev/v1
-kind: Neighbour
-metadata: {name: gw1}
-spec: {ip: 10.0.1.254, mac: "02:00:00:00:01:fe"}
----
+/// What these tests add to the lab: the client's MAC, and the pods behind
+/// the first gateway.
+const EXTRA: &str = r#"
 apiVersion: sluice.dev/v1
 kind: Neighbour
 metadata: {name: client}
@@ -50,6 +32,36 @@ kind: Route
 metadata: {name: pods}
 spec: {destination: 10.244.0.0/16, nextHops: [{gateway: 10.0.1.254}]}
 "#;
+
+/// The tests here run one at a time: each runs two spinning workers, and
+/// the rate test measures the control plane, not the scheduler.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The lab with [`EXTRA`], a controller on it and two workers running the
+/// node pipeline on three ports with two queues each.
+fn start(dir: &std::path::Path, ring_size: usize) -> (Arc<Controller>, Engine, Vec<MemPeer>) {
+    let controller = Arc::new(Controller::open(dir, node(true)).unwrap());
+    let mut first = changes(LAB);
+    first.extend(changes(EXTRA));
+    controller.apply(first, false).unwrap();
+    let (ports, peers) = mem_ports(2, ring_size);
+    let engine = Engine::start_each(
+        ports,
+        controller.tables().clone(),
+        &EngineConfig {
+            workers: 2,
+            ..Default::default()
+        },
+        |w| {
+            service_pipeline(&ServiceConfig {
+                steering: Steering::rss(&SYMMETRIC_KEY, 2, w),
+                ..ServiceConfig::default()
+            })
+        },
+    )
+    .unwrap();
+    (controller, engine, peers)
+}
 
 const SHOP: &str = r#"
 apiVersion: v1
@@ -81,14 +93,6 @@ ports:
 - {name: http, port: 8080, protocol: TCP}
 "#;
 
-fn changes(yaml: &str) -> Vec<Change> {
-    parse_manifests(yaml)
-        .unwrap()
-        .into_iter()
-        .map(Change::Apply)
-        .collect()
-}
-
 fn frames(peer: &MemPeer, n: usize) -> Vec<Packet> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut out = Vec::new();
@@ -115,67 +119,11 @@ fn tuple(p: &Packet) -> (Ipv4Addr, u16, Ipv4Addr) {
 
 #[test]
 fn a_clusterip_follows_its_manifests() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("sluice-svc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ctx = NodeContext {
-        node: NodeIdentity {
-            name: "node-a".into(),
-            zone: String::new(),
-            addresses: vec![
-                "10.0.0.1".parse().unwrap(),
-                "10.0.1.1".parse().unwrap(),
-                "10.0.2.1".parse().unwrap(),
-            ],
-        },
-        ports: (0..3)
-            .map(|i| PortDecl {
-                name: format!("p{i}"),
-                backend: format!("mem:p{i}"),
-            })
-            .collect(),
-        services: ServiceSettings {
-            cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
-            service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-            ..Default::default()
-        },
-    };
-    let controller = Controller::open(&dir, ctx).unwrap();
-    controller.apply(changes(LAB), false).unwrap();
-
-    let mut ports: Vec<Arc<dyn Port>> = Vec::new();
-    let mut peers = Vec::new();
-    for (i, mac) in [MAC_P0, MAC_P1, MAC_P2].into_iter().enumerate() {
-        let (p, peer) = MemPort::new(
-            &format!("p{i}"),
-            MemPortConfig {
-                port_id: i as u16,
-                rx_queues: 2,
-                tx_queues: 2,
-                ring_size: 256,
-                mac,
-                mtu: 1500,
-                rss: RssMode::Symmetric,
-            },
-        );
-        ports.push(p);
-        peers.push(peer);
-    }
-    let engine = Engine::start_each(
-        ports,
-        controller.tables().clone(),
-        &EngineConfig {
-            workers: 2,
-            ..Default::default()
-        },
-        |w| {
-            service_pipeline(&ServiceConfig {
-                steering: Steering::rss(&SYMMETRIC_KEY, 2, w),
-                ..ServiceConfig::default()
-            })
-        },
-    )
-    .unwrap();
+    let (controller, engine, peers) = start(&dir, 256);
     let pool = PacketPool::new("client", 64);
     let syn = |sport: u16| {
         let f = PacketBuilder::new(MAC_CLIENT, MAC_P0)
@@ -302,13 +250,14 @@ fn a_clusterip_follows_its_manifests() {
 
 /// Hitless updates through the controller: while packets flow, Service
 /// endpoints change at over 1,000 object changes a second (each apply
-/// replaces forty EndpointSlices); every packet arrives, and none sent after
+/// replaces 64 EndpointSlices); every packet arrives, and none sent after
 /// an apply was acknowledged reaches an endpoint older than that apply's.
 #[test]
 fn endpoint_changes_are_hitless_through_the_controller() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    const SERVICES: u32 = 40;
+    const SERVICES: u32 = 64;
     const RUN: Duration = Duration::from_millis(2000);
     const IN_FLIGHT: u64 = 256;
     // Endpoint of service `i` in apply `n`: 10.244.0.0 + 64n + i (n ≥ 1).
@@ -318,14 +267,19 @@ fn endpoint_changes_are_hitless_through_the_controller() {
         (v / 64, v % 64)
     };
     let slices = move |n: u32| -> Vec<Change> {
-        let mut y = String::new();
-        for i in 0..SERVICES {
-            y.push_str(&format!(
-                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{i}-1, namespace: shop, labels: {{kubernetes.io/service-name: s{i}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [\"{}\"]}}]\nports: [{{name: http, port: 8080, protocol: TCP}}]\n",
-                endpoint(n, i)
-            ));
-        }
-        changes(&y)
+        (0..SERVICES)
+            .map(|i| {
+                let v = serde_json::json!({
+                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": format!("s{i}-1"), "namespace": "shop",
+                                 "labels": {"kubernetes.io/service-name": format!("s{i}")}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [endpoint(n, i).to_string()]}],
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+                });
+                Change::Apply(Object::from_value(v).unwrap())
+            })
+            .collect()
     };
     let mut services = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
     for i in 0..SERVICES {
@@ -337,63 +291,17 @@ fn endpoint_changes_are_hitless_through_the_controller() {
     let dir = std::env::temp_dir().join(format!("sluice-hitless-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ctx = NodeContext {
-        node: NodeIdentity {
-            name: "node-a".into(),
-            zone: String::new(),
-            addresses: vec!["10.0.0.1".parse().unwrap(), "10.0.1.1".parse().unwrap()],
-        },
-        ports: (0..3)
-            .map(|i| PortDecl {
-                name: format!("p{i}"),
-                backend: format!("mem:p{i}"),
-            })
-            .collect(),
-        services: ServiceSettings {
-            cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
-            service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-            ..Default::default()
-        },
-    };
-    let controller = Arc::new(Controller::open(&dir, ctx).unwrap());
-    let mut first = changes(LAB);
-    first.extend(changes(&services));
-    first.extend(slices(1));
-    controller.apply(first, false).unwrap();
-
-    let mut ports: Vec<Arc<dyn Port>> = Vec::new();
-    let mut peers = Vec::new();
-    for (i, mac) in [MAC_P0, MAC_P1, MAC_P2].into_iter().enumerate() {
-        let (p, peer) = MemPort::new(
-            &format!("p{i}"),
-            MemPortConfig {
-                port_id: i as u16,
-                rx_queues: 2,
-                tx_queues: 2,
-                ring_size: 1024,
-                mac,
-                mtu: 1500,
-                rss: RssMode::Symmetric,
+    let (controller, engine, peers) = start(&dir, 1024);
+    controller
+        .apply(
+            {
+                let mut first = changes(&services);
+                first.extend(slices(1));
+                first
             },
-        );
-        ports.push(p);
-        peers.push(peer);
-    }
-    let engine = Engine::start_each(
-        ports,
-        controller.tables().clone(),
-        &EngineConfig {
-            workers: 2,
-            ..Default::default()
-        },
-        |w| {
-            service_pipeline(&ServiceConfig {
-                steering: Steering::rss(&SYMMETRIC_KEY, 2, w),
-                ..ServiceConfig::default()
-            })
-        },
-    )
-    .unwrap();
+            false,
+        )
+        .unwrap();
     assert!(controller.wait_for_workers(controller.generations().0, Duration::from_secs(10)));
 
     // The applier: apply n, wait until every worker runs it, then publish
@@ -416,7 +324,7 @@ fn endpoint_changes_are_hitless_through_the_controller() {
         })
     };
 
-    // The traffic: packet k opens a connection to service k % 40 from a
+    // The traffic: packet k opens a connection to service k % 64 from a
     // pod (no masquerade, so its source port names it), stamped with the
     // apply acknowledged when it was sent.
     let pool = PacketPool::new("hitless", 1024);
@@ -488,6 +396,11 @@ fn endpoint_changes_are_hitless_through_the_controller() {
         applies * SERVICES
     );
     assert!(k > 1000, "traffic flowed: {k} packets");
-    assert!(rate >= 1000.0, "{rate:.0} changes/s");
+    // The rate is the control plane's (validate, compile, commit durably,
+    // publish, wait for every worker) and needs an optimised build:
+    // scripts/test runs this file again with --release.
+    if !cfg!(debug_assertions) {
+        assert!(rate >= 1000.0, "{rate:.0} changes/s");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the API, daemon and Python-client tests.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
