@@ -18,7 +18,7 @@ use sluice_dataplane::wire::builder::PacketBuilder;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -311,57 +311,12 @@ pub fn run(
     }
     .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));
-    let s0 = engine.stats();
-    let t0 = Instant::now();
-    let c0 = machine::tsc();
-    let mut per_second = Vec::new();
-    let mut last = s0.rx_packets;
-    for sec in 1..=p.seconds {
-        std::thread::sleep(
-            (t0 + Duration::from_secs(sec)).saturating_duration_since(Instant::now()),
-        );
-        let s = engine.stats();
-        let mpps = (s.rx_packets - last) as f64 / 1e6;
-        last = s.rx_packets;
-        per_second.push((mpps * 1000.0).round() / 1000.0);
-        if progress {
-            eprintln!("{scenario}: {sec}/{}s {mpps:.2} Mpps", p.seconds);
-        }
-    }
-    let s1 = engine.stats();
-    let resident_mib = machine::resident_mib();
-    let dt = t0.elapsed().as_secs_f64();
-    let cycles = (machine::tsc() - c0) as f64;
-    engine.stop();
-    let received = s1.rx_packets - s0.rx_packets;
-    let forwarded = s1.tx_packets - s0.tx_packets;
-    let dropped = s1.dropped - s0.dropped;
-    let pps = received as f64 / dt;
-    let mut drops_by_reason = BTreeMap::new();
-    for (k, v) in &s1.drops {
-        let before = s0.drops.get(k).copied().unwrap_or(0);
-        if *v > before {
-            drops_by_reason.insert(*k, *v - before);
-        }
-    }
+    let m = crate::measure::measure(engine, p.seconds, scenario, progress);
     Ok(Report {
         scenario: scenario.to_string(),
         params: p.clone(),
         frame_size,
-        results: vec![SystemResult {
-            system: "sluice".into(),
-            workers,
-            mpps: pps / 1e6,
-            mpps_per_core: pps / 1e6 / workers as f64,
-            ns_per_packet: 1e9 / (pps / workers as f64),
-            cycles_per_packet: cycles * workers as f64 / received.max(1) as f64,
-            received,
-            forwarded,
-            dropped,
-            drops_by_reason,
-            per_second_mpps: per_second,
-            resident_mib,
-        }],
+        results: vec![m.result],
         machine,
     })
 }

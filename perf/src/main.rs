@@ -7,6 +7,7 @@
 
 mod l3fwd;
 mod machine;
+mod measure;
 mod service_lb;
 
 use clap::{Parser, Subcommand};

@@ -40,7 +40,6 @@ use sluice_dataplane::tables::services::{
 use sluice_dataplane::tables::{NextHopSpec, RouteTarget, Tables, TablesBuilder};
 use sluice_dataplane::wire::builder::{tcp_flags, PacketBuilder};
 use sluice_dataplane::wire::checksum;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -508,62 +507,20 @@ pub fn run(p: &Params, seconds: u64, progress: bool) -> Result<Report, String> {
         eprintln!("service-lb: warm-up done in {warmup_seconds:.2}s");
     }
     std::thread::sleep(Duration::from_secs(1));
-    let s0 = engine.stats();
-    let t0 = Instant::now();
-    let c0 = machine::tsc();
-    let mut per_second = Vec::new();
-    let mut last = s0.rx_packets;
-    for sec in 1..=seconds {
-        std::thread::sleep(
-            (t0 + Duration::from_secs(sec)).saturating_duration_since(Instant::now()),
-        );
-        let s = engine.stats();
-        let mpps = (s.rx_packets - last) as f64 / 1e6;
-        last = s.rx_packets;
-        per_second.push((mpps * 1000.0).round() / 1000.0);
-        if progress {
-            eprintln!("service-lb: {sec}/{}s {mpps:.2} Mpps", seconds);
-        }
-    }
-    let s1 = engine.stats();
-    let resident_mib = machine::resident_mib();
-    let dt = t0.elapsed().as_secs_f64();
-    let cycles = (machine::tsc() - c0) as f64;
-    engine.stop();
-    let received = s1.rx_packets - s0.rx_packets;
+    let m = crate::measure::measure(engine, seconds, "service-lb", progress);
     let ev =
         |s: &sluice_dataplane::stats::StatsSnapshot, k: &str| s.events.get(k).copied().unwrap_or(0);
-    let mut drops_by_reason = BTreeMap::new();
-    for (k, v) in &s1.drops {
-        let before = s0.drops.get(k).copied().unwrap_or(0);
-        if *v > before {
-            drops_by_reason.insert(*k, *v - before);
-        }
-    }
-    let pps = received as f64 / dt;
+    let (s0, s1, dt) = (&m.before, &m.after, m.seconds);
     Ok(Report {
         scenario: "service-lb".into(),
         params: p.clone(),
         seconds,
         frame_size: 64,
         machine,
-        results: vec![crate::l3fwd::SystemResult {
-            system: "sluice".into(),
-            workers: 1,
-            mpps: pps / 1e6,
-            mpps_per_core: pps / 1e6,
-            ns_per_packet: 1e9 / pps,
-            cycles_per_packet: cycles / received.max(1) as f64,
-            received,
-            forwarded: s1.tx_packets - s0.tx_packets,
-            dropped: s1.dropped - s0.dropped,
-            drops_by_reason,
-            per_second_mpps: per_second,
-            resident_mib,
-        }],
-        new_connections_per_second: (ev(&s1, "ct_created") - ev(&s0, "ct_created")) as f64 / dt,
-        connections: ev(&s1, "ct_connections"),
-        evicted: ev(&s1, "ct_evicted") - ev(&s0, "ct_evicted"),
+        results: vec![m.result.clone()],
+        new_connections_per_second: (ev(s1, "ct_created") - ev(s0, "ct_created")) as f64 / dt,
+        connections: ev(s1, "ct_connections"),
+        evicted: ev(s1, "ct_evicted") - ev(s0, "ct_evicted"),
         bytes_per_flow,
         warmup_seconds,
     })
