@@ -87,6 +87,22 @@ fn worker_core() -> usize {
         .unwrap_or(0)
 }
 
+/// Makes the child get SIGKILL when the test's thread ends, so a killed
+/// test run leaves no busy-polling daemon behind (`ip netns exec` keeps the
+/// setting across its exec).
+fn die_with_test(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn tools_present(test: &str) -> bool {
     if !can_run(test) {
         return false;
@@ -178,6 +194,7 @@ backend = "afpacket:r1{options}"
         .unwrap();
         let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
         cmd.arg("run").arg("--config").arg(&config);
+        die_with_test(&mut cmd);
         let daemon = Daemon::spawn_command(cmd);
         let mut lab = Lab {
             servers: Vec::new(),
@@ -231,9 +248,9 @@ spec:
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
         std::fs::write(root.join("blob"), blob).unwrap();
-        self.server
-            .command("/usr/bin/python3")
-            .args(["-m", "http.server", "8080", "--bind", "::", "--directory"])
+        let mut cmd = self.server.command("/usr/bin/python3");
+        die_with_test(&mut cmd);
+        cmd.args(["-m", "http.server", "8080", "--bind", "::", "--directory"])
             .arg(&root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -257,6 +274,28 @@ spec:
                 sluicectl_ok(&self.api, &["stats", "-o", "json"])
             );
         }
+    }
+
+    /// Datagrams the router namespace's kernel forwarded: (IPv4, IPv6).
+    fn router_kernel_forwarded(&self) -> (u64, u64) {
+        let snmp = self.router.sh("cat /proc/net/snmp");
+        let ip: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Ip: ")).collect();
+        let column = ip[0]
+            .split_whitespace()
+            .position(|f| f == "ForwDatagrams")
+            .expect("ForwDatagrams in /proc/net/snmp");
+        let v4 = ip[1]
+            .split_whitespace()
+            .nth(column)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let snmp6 = self.router.sh("cat /proc/net/snmp6");
+        let v6 = snmp6
+            .lines()
+            .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        (v4, v6)
     }
 
     fn stats(&self) -> serde_json::Value {
@@ -359,6 +398,9 @@ fn the_kernel_routes_through_sluice_on_afpacket() {
     // TCP: 2 MiB over HTTP, both families, checked byte for byte.
     lab.fetch("http://10.2.0.2:8080/blob");
     lab.fetch("http://[2001:db8:2::2]:8080/blob");
+
+    // The router's kernel saw every frame too, and forwarded none.
+    assert_eq!(lab.router_kernel_forwarded(), (0, 0));
 
     let s = lab.stats();
     let p0 = &s["ports"][0];
