@@ -389,3 +389,35 @@ fn a_frame_queued_at_a_local_socket_survives_the_ring_wrapping() {
         );
     }
 }
+
+#[test]
+fn frames_the_kernel_drops_for_a_full_ring_are_counted() {
+    if !can_run("frames_the_kernel_drops_for_a_full_ring_are_counted") {
+        return;
+    }
+    let ns = lab("afp-full");
+    // A V2 ring of 32 slots that nobody reads.
+    let a = open(
+        &ns,
+        "a",
+        AfPacketConfig {
+            rx_version: RxRingVersion::V2,
+            rx_ring_bytes: 64 << 10,
+            ..AfPacketConfig::default()
+        },
+    );
+    let b = open(&ns, "b", AfPacketConfig::default());
+    let pool = PacketPool::new("t", 1024);
+    let mut cache = pool.cache(256);
+    let mut rx: Vec<Box<dyn RxQueue>> = vec![a.rx_queue(0).unwrap()];
+    let mut tx = b.tx_queue(0).unwrap();
+    let sent = frames(&ns, 100, &[]);
+    send_all(tx.as_mut(), &mut cache, &sent);
+    std::thread::sleep(Duration::from_millis(50));
+    let got = receive_within(&mut rx, &mut cache, sent.len(), Duration::from_millis(300));
+    assert_eq!(got.len(), 32, "the ring holds 32 frames");
+    let s = a.stats();
+    assert_eq!(s.rx_dropped, 68, "{s:?}");
+    // Read once, the kernel's count is kept, not lost.
+    assert_eq!(a.stats().rx_dropped, 68);
+}
