@@ -118,9 +118,17 @@ fn tools_present(test: &str) -> bool {
 
 impl Lab {
     /// Builds the namespaces and links, starts `sluiced` on `p0` and `p1`
-    /// (backends `afpacket:r0{options}` and `afpacket:r1{options}`) and
-    /// applies the router's Interfaces.
+    /// (backends `afpacket:r0{options}` and `afpacket:r1{options}`),
+    /// applies the router's Interfaces and starts the HTTP server.
     fn start(tag: &str, options: &str) -> Lab {
+        let mut lab = Lab::build(tag);
+        lab.start_sluiced(options);
+        lab.servers.push(lab.http_server());
+        lab
+    }
+
+    /// The namespaces, links and hosts; nothing routes yet.
+    fn build(tag: &str) -> Lab {
         let client = Netns::new(&format!("{tag}-c"));
         let router = Netns::new(&format!("{tag}-r"));
         let server = Netns::new(&format!("{tag}-s"));
@@ -164,6 +172,27 @@ impl Lab {
 
         let dir = tempdir("e2e");
         let api = format!("unix:{}", dir.join("api.sock").display());
+        Lab {
+            servers: Vec::new(),
+            daemon: None,
+            api,
+            dir,
+            client,
+            router,
+            server,
+        }
+    }
+
+    /// The router namespace's kernel routes instead of Sluice (for
+    /// comparison): the router's addresses on r0 and r1, forwarding on.
+    fn kernel_forwarding(&self) {
+        self.router.ip(&["addr", "add", "10.1.0.1/24", "dev", "r0"]);
+        self.router.ip(&["addr", "add", "10.2.0.1/24", "dev", "r1"]);
+        self.router.sysctl("net.ipv4.ip_forward", "1");
+    }
+
+    fn start_sluiced(&mut self, options: &str) {
+        let (api, dir) = (&self.api, &self.dir);
         let config = dir.join("sluiced.toml");
         std::fs::write(
             &config,
@@ -192,22 +221,13 @@ backend = "afpacket:r1{options}"
             ),
         )
         .unwrap();
-        let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
+        let mut cmd = self.router.command(env!("CARGO_BIN_EXE_sluiced"));
         cmd.arg("run").arg("--config").arg(&config);
         die_with_test(&mut cmd);
-        let daemon = Daemon::spawn_command(cmd);
-        let mut lab = Lab {
-            servers: Vec::new(),
-            daemon: Some(daemon),
-            api,
-            dir,
-            client,
-            router,
-            server,
-        };
-        lab.daemon()
+        self.daemon = Some(Daemon::spawn_command(cmd));
+        self.daemon()
             .wait_for_log("sluiced ready", Duration::from_secs(30));
-        let manifest = lab.dir.join("router.yaml");
+        let manifest = self.dir.join("router.yaml");
         std::fs::write(
             &manifest,
             format!(
@@ -230,9 +250,7 @@ spec:
             ),
         )
         .unwrap();
-        sluicectl_ok(&lab.api, &["apply", "-f", manifest.to_str().unwrap()]);
-        lab.servers.push(lab.http_server());
-        lab
+        sluicectl_ok(&self.api, &["apply", "-f", manifest.to_str().unwrap()]);
     }
 
     fn daemon(&self) -> &Daemon {
@@ -300,6 +318,14 @@ spec:
 
     fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&sluicectl_ok(&self.api, &["stats", "-o", "json"])).unwrap()
+    }
+
+    /// Downloads `url` to /dev/null from the client; bytes per second.
+    fn download_rate(&self, url: &str) -> f64 {
+        let out = self.client.sh(&format!(
+            "curl -sS --max-time 120 -o /dev/null -w '%{{speed_download}}' {url}"
+        ));
+        out.trim().parse().unwrap()
     }
 
     /// Fetches `url` from the client with curl into a file; checks it is
@@ -430,4 +456,41 @@ fn tpacket_v2_rings_with_two_fanout_queues_carry_tcp() {
     let s = lab.stats();
     assert_eq!(s["ports"][0]["rx_queues"], 2, "{s}");
     eprintln!("e2e on TPACKET_V2 took {:?}", started.elapsed());
+}
+
+/// One TCP stream's throughput through Sluice and, on the same namespaces,
+/// veths and offload settings, through the router namespace's kernel:
+/// curl downloads a 1 GiB file from `python3 -m http.server`. Not part of
+/// the suite (it takes a while and measures the machine); run it with
+/// `cargo test --release -p sluice-control --test e2e -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn one_tcp_stream_through_sluice_and_through_the_kernel() {
+    if !tools_present("one_tcp_stream_through_sluice_and_through_the_kernel") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let big = |lab: &Lab| {
+        let f = std::fs::File::create(lab.dir.join("www/big")).unwrap();
+        f.set_len(1 << 30).unwrap();
+    };
+    let gbit = |bytes_per_s: f64| bytes_per_s * 8.0 / 1e9;
+
+    let lab = Lab::start("tput", "");
+    big(&lab);
+    lab.reach("10.2.0.2");
+    let sluice: Vec<f64> = (0..3)
+        .map(|_| gbit(lab.download_rate("http://10.2.0.2:8080/big")))
+        .collect();
+    drop(lab);
+
+    let mut lab = Lab::build("tput-k");
+    lab.kernel_forwarding();
+    lab.servers.push(lab.http_server());
+    big(&lab);
+    lab.reach("10.2.0.2");
+    let kernel: Vec<f64> = (0..3)
+        .map(|_| gbit(lab.download_rate("http://10.2.0.2:8080/big")))
+        .collect();
+    eprintln!("one TCP stream, Gbit/s: sluice (afpacket, 1 worker) {sluice:.2?}, kernel forwarding {kernel:.2?}");
 }
