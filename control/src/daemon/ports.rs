@@ -4,18 +4,21 @@
 //! | --- | --- |
 //! | `mem:NAME` | an in-memory port that receives nothing and counts and frees what it sends (for tests and dry runs of a configuration) |
 //! | `pcap:in=FILE,out=FILE[,repeat=true][,speed=X]` | reads frames from one capture file and writes what it sends to another; either side may be left out. `speed` replays at the recorded pace times X; `repeat` loops the input |
+//! | `afpacket:IFACE[,v2][,queues=N]` | the Linux interface IFACE (in the daemon's network namespace) through AF_PACKET rings: TPACKET_V3 receive rings, or TPACKET_V2 with `v2` (lower latency when traffic is light); `queues` receive sockets in a hash fanout group (default: one per worker); one transmit ring per worker. Puts IFACE in promiscuous mode while open |
+//! | `tap:NAME` | creates the TAP device NAME (`%d` picks a free number), brings it up and is the far end of its link: what the host sends out of NAME the port receives. One queue pair per worker |
 //! | `dpdk:DEVICE[,DEVARGS]` | a device DPDK drives (sluiced built with `--features dpdk`): everything after `dpdk:` is DPDK's own device string, a PCI address (`dpdk:0000:01:00.0`) or a virtual device with its arguments (`dpdk:net_pcap0,rx_pcap=/in.pcap,tx_pcap=/out.pcap`); a queue pair per worker. EAL's arguments come from the configuration's `[dpdk]` section |
 //!
-//! afpacket, afxdp, tap and memif are named but not available yet, nor is
-//! dpdk in a build without the feature: the daemon refuses them with a
-//! clear error.
+//! afxdp and memif are named but not available yet, nor is dpdk in a
+//! build without the feature: the daemon refuses them with a clear error.
 //!
 //! The spec is also the port's identity: an Interface object configures
 //! the port only if its `spec.backend` is the same string.
 
 use core::fmt;
+use sluice_dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, RxRingVersion};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, RssMode};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
+use sluice_dataplane::io::tap::{TapConfig, TapPort};
 use sluice_dataplane::io::{Port, PortError, PortInfo, PortStats, RxQueue, TxQueue};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -38,9 +41,38 @@ pub enum Backend {
     Dpdk {
         devargs: String,
     },
+    AfPacket {
+        interface: String,
+        /// TPACKET_V2 receive rings instead of V3.
+        v2: bool,
+        /// Receive queues (fanout sockets); one per worker when `None`.
+        queues: Option<u16>,
+    },
+    Tap {
+        name: String,
+    },
 }
 
-const LATER: &[&str] = &["afpacket", "afxdp", "tap", "memif"];
+const LATER: &[&str] = &["afxdp", "memif"];
+
+/// Checks a Linux interface name: 1 to 15 bytes, no `/`, `,`, `:`,
+/// whitespace or NUL.
+fn interface_name(spec: &str, name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b',' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{spec:?}: {name:?} is not an interface name (1 to 15 bytes, no '/', ',', ':' or spaces)"
+        ))
+    }
+}
 
 impl FromStr for Backend {
     type Err = String;
@@ -97,11 +129,41 @@ impl FromStr for Backend {
                 })
             }
             "dpdk" => Backend::parse_dpdk(s, rest),
+            "afpacket" | "af_packet" => {
+                let mut parts = rest.split(',');
+                let interface = interface_name(s, parts.next().unwrap_or(""))
+                    .map_err(|e| format!("{e}; expected afpacket:IFACE[,v2][,queues=N]"))?;
+                let (mut v2, mut queues) = (false, None);
+                for part in parts {
+                    match part.split_once('=') {
+                        None if part == "v2" => v2 = true,
+                        Some(("queues", v)) => {
+                            let n: u16 = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                                format!("{s:?}: queues must be a number from 1 to 65535, not {v:?}")
+                            })?;
+                            queues = Some(n);
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{s:?}: unknown option {part:?} (options: v2, queues=N)"
+                            ))
+                        }
+                    }
+                }
+                Ok(Backend::AfPacket {
+                    interface,
+                    v2,
+                    queues,
+                })
+            }
+            "tap" => Ok(Backend::Tap {
+                name: interface_name(s, rest).map_err(|e| format!("{e}; expected tap:NAME"))?,
+            }),
             k if LATER.contains(&k) => Err(format!(
-                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap)"
+                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, afpacket, tap, and dpdk in a build with the dpdk feature)"
             )),
             _ => Err(format!(
-                "{s:?}: unknown backend {kind:?}; expected mem:NAME or pcap:in=FILE,out=FILE"
+                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE, afpacket:IFACE, tap:NAME or dpdk:DEVICE"
             )),
         }
     }
@@ -226,6 +288,43 @@ impl Backend {
                 .map_err(|e| e.to_string())?;
                 Ok(port)
             }
+            Backend::AfPacket {
+                interface,
+                v2,
+                queues,
+            } => {
+                let workers = u16::try_from(workers.max(1)).unwrap_or(u16::MAX);
+                let port = AfPacketPort::open(
+                    name,
+                    interface,
+                    AfPacketConfig {
+                        port_id: id,
+                        rx_queues: queues.unwrap_or(workers),
+                        tx_queues: workers,
+                        rx_version: if *v2 {
+                            RxRingVersion::V2
+                        } else {
+                            RxRingVersion::V3
+                        },
+                        ..AfPacketConfig::default()
+                    },
+                )
+                .map_err(fail)?;
+                Ok(port)
+            }
+            Backend::Tap { name: device } => {
+                let workers = u16::try_from(workers.max(1)).unwrap_or(u16::MAX);
+                let port = TapPort::open(
+                    name,
+                    device,
+                    TapConfig {
+                        port_id: id,
+                        queues: workers,
+                    },
+                )
+                .map_err(fail)?;
+                Ok(port)
+            }
         }
     }
 }
@@ -253,6 +352,8 @@ impl fmt::Display for Backend {
             Backend::Pcap { .. } => f.write_str("pcap"),
             #[cfg(feature = "dpdk")]
             Backend::Dpdk { .. } => f.write_str("dpdk"),
+            Backend::AfPacket { .. } => f.write_str("afpacket"),
+            Backend::Tap { .. } => f.write_str("tap"),
         }
     }
 }
@@ -361,6 +462,73 @@ mod tests {
         }
         #[cfg(not(feature = "dpdk"))]
         assert!(dpdk.unwrap_err().contains("--features dpdk"));
+    }
+
+    #[test]
+    fn afpacket_and_tap_specs_parse() {
+        let ok = |s: &str| s.parse::<Backend>().unwrap();
+        assert_eq!(
+            ok("afpacket:eth0"),
+            Backend::AfPacket {
+                interface: "eth0".into(),
+                v2: false,
+                queues: None
+            }
+        );
+        assert_eq!(
+            ok("afpacket:veth-r0,v2,queues=4"),
+            Backend::AfPacket {
+                interface: "veth-r0".into(),
+                v2: true,
+                queues: Some(4)
+            }
+        );
+        assert_eq!(
+            ok("afpacket:eth1,queues=2"),
+            Backend::AfPacket {
+                interface: "eth1".into(),
+                v2: false,
+                queues: Some(2)
+            }
+        );
+        assert_eq!(ok("tap:sl0"), Backend::Tap { name: "sl0".into() });
+        assert_eq!(
+            ok("tap:tap%d"),
+            Backend::Tap {
+                name: "tap%d".into()
+            }
+        );
+        let err = |s: &str| s.parse::<Backend>().unwrap_err();
+        for (spec, says) in [
+            ("afpacket:", "not an interface name"),
+            ("afpacket", "not an interface name"),
+            ("afpacket:a-name-much-too-long", "not an interface name"),
+            ("afpacket:../x", "not an interface name"),
+            ("afpacket:eth0,v3", "unknown option \"v3\""),
+            ("afpacket:eth0,queues=0", "queues must be"),
+            ("afpacket:eth0,queues=lots", "queues must be"),
+            ("afpacket:eth0,colour=red", "unknown option"),
+            ("tap:", "expected tap:NAME"),
+            ("tap:a b", "not an interface name"),
+            ("tap:x,y", "not an interface name"),
+        ] {
+            let e = err(spec);
+            assert!(e.contains(says), "{spec}: {e}");
+        }
+        assert_eq!(ok("afpacket:eth0").to_string(), "afpacket");
+        assert_eq!(ok("tap:t0").to_string(), "tap");
+    }
+
+    #[test]
+    fn a_missing_interface_stops_the_port_with_its_name() {
+        let e = "afpacket:sluice-none0"
+            .parse::<Backend>()
+            .unwrap()
+            .open(0, "p0", 1)
+            .err()
+            .unwrap();
+        assert!(e.starts_with("port p0: "), "{e}");
+        assert!(e.contains("sluice-none0"), "{e}");
     }
 
     #[test]

@@ -146,8 +146,19 @@ fn default_network() -> String {
 
 // ---- Interface ----
 
-/// The port backends Sluice's I/O layer knows, as named in backend specs.
-pub const BACKENDS: &[&str] = &["mem", "pcap", "af_packet", "af_xdp", "tap", "memif", "dpdk"];
+/// The port backends Sluice's I/O layer knows, as named in backend specs
+/// (`sluiced`'s spellings; `af_packet` and `af_xdp` are accepted too).
+pub const BACKENDS: &[&str] = &[
+    "mem",
+    "pcap",
+    "afpacket",
+    "af_packet",
+    "afxdp",
+    "af_xdp",
+    "tap",
+    "memif",
+    "dpdk",
+];
 
 /// One port of the appliance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -98,11 +98,15 @@ impl Daemon {
 
     /// Starts it without waiting.
     pub fn spawn(config: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluiced"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(extra)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluiced"));
+        cmd.arg("run").arg("--config").arg(config).args(extra);
+        Daemon::spawn_command(cmd)
+    }
+
+    /// Starts `cmd` (a `sluiced run`, perhaps behind `ip netns exec`, which
+    /// execs it, so the child is the daemon) and collects its log.
+    pub fn spawn_command(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -468,7 +468,14 @@ impl AfPacketPort {
             netdev::mac(control.as_fd(), ifname).map_err(|e| PortError::Backend(e.to_string()))?;
         let if_mtu =
             netdev::mtu(control.as_fd(), ifname).map_err(|e| PortError::Backend(e.to_string()))?;
-        let mtu = if_mtu.min((DATA_ROOM - L2_OVERHEAD) as u32) as u16;
+        let room = match cfg.rx_version {
+            RxRingVersion::V3 => DATA_ROOM - L2_OVERHEAD,
+            // A V2 slot also holds the frame header and the kernel's
+            // alignment in front of the frame (under 96 bytes), and the
+            // kernel has taken an offloaded VLAN tag out.
+            RxRingVersion::V2 => V2_RX_FRAME - 96 - 14,
+        };
+        let mtu = if_mtu.min(room as u32) as u16;
 
         let mut rx = Vec::with_capacity(cfg.rx_queues as usize);
         let mut fanout_id = None;

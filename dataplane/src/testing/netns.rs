@@ -2,7 +2,7 @@
 //! through the kernel: the AF_PACKET and TAP backends' tests and the
 //! end-to-end tests of the daemon.
 //!
-//! Every namespace is named `sluice-TAG-PID-N`, so parallel tests and
+//! Every namespace is named `sluicetest-TAG-PID-N`, so parallel tests and
 //! parallel test processes never collide, and is deleted when its [`Netns`]
 //! is dropped (also when a test panics), after killing what still runs in
 //! it; deleting a namespace destroys the veths in it. Namespaces left by a
@@ -18,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
-const PREFIX: &str = "sluice-";
+const PREFIX: &str = "sluicetest-";
 
 /// Whether the process runs as root.
 pub fn is_root() -> bool {
@@ -85,7 +85,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `sluice-TAG-PID-N` with its loopback up. Panics on failure.
+    /// Creates `sluicetest-TAG-PID-N` with its loopback up. Panics on failure.
     pub fn new(tag: &str) -> Netns {
         static SWEEP: Once = Once::new();
         static N: AtomicU32 = AtomicU32::new(0);
@@ -226,7 +226,7 @@ fn delete(name: &str) {
         .status();
 }
 
-/// Deletes `sluice-TAG-PID-N` namespaces whose process is gone.
+/// Deletes `sluicetest-TAG-PID-N` namespaces whose process is gone.
 fn remove_stale() {
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
         return;
