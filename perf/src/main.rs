@@ -5,6 +5,8 @@
 //! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
 //! cycles per packet.
 
+#[cfg(feature = "dpdk")]
+mod dpdk;
 mod l3fwd;
 mod machine;
 
@@ -27,6 +29,9 @@ enum Command {
         scenario: String,
         #[command(flatten)]
         params: l3fwd::Params,
+        #[cfg(feature = "dpdk")]
+        #[command(flatten)]
+        dpdk: dpdk::DpdkParams,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -42,13 +47,32 @@ fn main() {
             println!("io         the same traffic forwarded untouched to the output port: the I/O path alone (testpmd io)");
             println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
             println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
+            #[cfg(feature = "dpdk")]
+            {
+                println!("dpdk-l3fwd  l3fwd from DPDK net_pcap (replaying the traffic forever) into net_null");
+                println!(
+                    "dpdk-io     io over the same DPDK devices (testpmd io forward's counterpart)"
+                );
+            }
         }
         Command::Run {
             scenario,
             params,
+            #[cfg(feature = "dpdk")]
+            dpdk,
             json,
         } => {
-            let (family, mode) = match scenario.as_str() {
+            let (io, name) = match scenario.strip_prefix("dpdk-") {
+                #[cfg(feature = "dpdk")]
+                Some(rest) => (l3fwd::Io::Dpdk(dpdk), rest),
+                #[cfg(not(feature = "dpdk"))]
+                Some(_) => {
+                    eprintln!("sluice-perf: {scenario} needs a build with --features dpdk");
+                    std::process::exit(2);
+                }
+                None => (l3fwd::Io::Mem, scenario.as_str()),
+            };
+            let (family, mode) = match name {
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
                 "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
@@ -59,7 +83,7 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            match l3fwd::run(&scenario, family, mode, &params, !json) {
+            match l3fwd::run(&scenario, family, mode, &params, &io, !json) {
                 Ok(report) => {
                     if json {
                         println!(
