@@ -17,7 +17,7 @@ pub struct DpdkParams {
     /// EAL arguments (split on spaces). Default: `--in-memory` when the
     /// machine has free hugepages, else `--no-huge -m 1024 --file-prefix
     /// sluice-perf-PID`; always `--no-pci --no-telemetry`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub eal: Option<String>,
     /// Copy each received frame into Sluice's pool instead of carrying the
     /// mbuf (for comparison).
