@@ -122,6 +122,11 @@ fn router_between_rings(dpdk: &'static Dpdk, zero_copy: bool) {
         .err()
         .unwrap();
     assert!(e.to_string().contains("already open"), "{e}");
+    let e = DpdkPort::open(dpdk, "bad", "net_bogus0", DpdkPortConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("port bad") && e.contains("net_bogus0"), "{e}");
     let info = p0.info();
     assert_eq!(
         (info.driver, info.rx_queues, info.tx_queues),
