@@ -55,9 +55,26 @@ fn dpdk() -> &'static Dpdk {
     Dpdk::init(&cfg).expect("EAL starts")
 }
 
+fn affinity() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is as large as the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0);
+    // SAFETY: CPU_ISSET only reads the set.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
 #[test]
 fn dpdk_ports() {
+    // rte_eal_init pins the calling thread to its main lcore; init puts
+    // the thread's affinity back.
+    let before = affinity();
     let dpdk = dpdk();
+    assert_eq!(affinity(), before);
     // A second init with the same arguments is the same instance; with
     // others it is refused.
     assert!(std::ptr::eq(dpdk, Dpdk::init(dpdk.config()).unwrap()));
@@ -105,6 +122,11 @@ fn router_between_rings(dpdk: &'static Dpdk, zero_copy: bool) {
         .err()
         .unwrap();
     assert!(e.to_string().contains("already open"), "{e}");
+    let e = DpdkPort::open(dpdk, "bad", "net_bogus0", DpdkPortConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("port bad") && e.contains("net_bogus0"), "{e}");
     let info = p0.info();
     assert_eq!(
         (info.driver, info.rx_queues, info.tx_queues),

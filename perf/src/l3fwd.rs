@@ -117,10 +117,22 @@ pub struct SystemResult {
     pub resident_mib: f64,
 }
 
+/// Where the packets come from and go to.
+#[derive(Debug, Clone)]
+pub enum Io {
+    /// An in-memory replay port into an in-memory sink.
+    Mem,
+    /// DPDK's net_pcap replaying the traffic into net_null.
+    #[cfg(feature = "dpdk")]
+    Dpdk(crate::dpdk::DpdkParams),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub params: Params,
+    /// "mem", or the DPDK run's EAL arguments and mode.
+    pub io: String,
     pub frame_size: usize,
     pub machine: Machine,
     pub results: Vec<SystemResult>,
@@ -272,6 +284,7 @@ pub fn run(
     family: Family,
     mode: Mode,
     p: &Params,
+    io: &Io,
     progress: bool,
 ) -> Result<Report, String> {
     let frame_size = p.frame_size.unwrap_or(match family {
@@ -285,16 +298,31 @@ pub fn run(
         tables.bandwidth = shaped(p.shaped_pods, p.shape_traffic.then_some(&frames[..]));
     }
     let workers = p.workers.max(1);
-    let ports: Vec<Arc<dyn Port>> = vec![
-        MemPort::replay(
-            "in",
-            frames,
-            mem_cfg(0, MAC_IN, workers),
-            ReplayLimit::Forever,
-        )
-        .map_err(|e| e.to_string())?,
-        MemPort::sink("out", mem_cfg(1, MAC_OUT, workers)),
-    ];
+    #[cfg(feature = "dpdk")]
+    let mut _capture = None;
+    let (ports, io_text): (Vec<Arc<dyn Port>>, String) = match io {
+        Io::Mem => (
+            vec![
+                MemPort::replay(
+                    "in",
+                    frames,
+                    mem_cfg(0, MAC_IN, workers),
+                    ReplayLimit::Forever,
+                )
+                .map_err(|e| e.to_string())?,
+                MemPort::sink("out", mem_cfg(1, MAC_OUT, workers)),
+            ],
+            "mem".to_string(),
+        ),
+        #[cfg(feature = "dpdk")]
+        Io::Dpdk(d) => {
+            let opened = crate::dpdk::ports(d, &frames, workers)?;
+            let mode = if d.dpdk_copy { "copy" } else { "zero-copy" };
+            let text = format!("dpdk ({mode}): {}", opened.eal.join(" "));
+            _capture = Some(opened.capture);
+            (opened.ports, text)
+        }
+    };
     let cfg = EngineConfig {
         workers,
         cores: default_cores(workers),
@@ -315,6 +343,7 @@ pub fn run(
     Ok(Report {
         scenario: scenario.to_string(),
         params: p.clone(),
+        io: io_text,
         frame_size,
         results: vec![m.result],
         machine,

@@ -5,6 +5,8 @@
 //! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
 //! cycles per packet.
 
+#[cfg(feature = "dpdk")]
+mod dpdk;
 mod l3fwd;
 mod machine;
 mod measure;
@@ -31,6 +33,9 @@ enum Command {
         params: l3fwd::Params,
         #[command(flatten)]
         service: service_lb::Params,
+        #[cfg(feature = "dpdk")]
+        #[command(flatten)]
+        dpdk: dpdk::DpdkParams,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -47,11 +52,20 @@ fn main() {
             println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
             println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
             println!("service-lb 10k ClusterIP Services x 10 endpoints, 1M established connections, 10% new: the Kubernetes node pipeline");
+            #[cfg(feature = "dpdk")]
+            {
+                println!("dpdk-l3fwd  l3fwd from DPDK net_pcap (replaying the traffic forever) into net_null");
+                println!(
+                    "dpdk-io     io over the same DPDK devices (testpmd io forward's counterpart)"
+                );
+            }
         }
         Command::Run {
             scenario,
             params,
             service,
+            #[cfg(feature = "dpdk")]
+            dpdk,
             json,
         } => {
             if scenario == "service-lb" {
@@ -64,7 +78,17 @@ fn main() {
                 }
                 return;
             }
-            let (family, mode) = match scenario.as_str() {
+            let (io, name) = match scenario.strip_prefix("dpdk-") {
+                #[cfg(feature = "dpdk")]
+                Some(rest) => (l3fwd::Io::Dpdk(dpdk), rest),
+                #[cfg(not(feature = "dpdk"))]
+                Some(_) => {
+                    eprintln!("sluice-perf: {scenario} needs a build with --features dpdk");
+                    std::process::exit(2);
+                }
+                None => (l3fwd::Io::Mem, scenario.as_str()),
+            };
+            let (family, mode) = match name {
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
                 "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
@@ -75,7 +99,7 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            match l3fwd::run(&scenario, family, mode, &params, !json) {
+            match l3fwd::run(&scenario, family, mode, &params, &io, !json) {
                 Ok(report) => {
                     if json {
                         println!(

@@ -350,7 +350,6 @@ impl DpdkPort {
         devargs: &str,
         cfg: DpdkPortConfig,
     ) -> Result<Arc<DpdkPort>, PortError> {
-        let fail = |what: &str| rte_error(&format!("port {name} ({devargs}): {what}"));
         if cfg.rx_queues == 0 && cfg.tx_queues == 0 {
             return Err(PortError::Backend(format!(
                 "port {name}: a DPDK port needs at least one queue"
@@ -413,8 +412,12 @@ impl DpdkPort {
             }
         }
         // SAFETY: a configured port.
-        if unsafe { ffi::rte_eth_dev_start(eth) } != 0 {
-            return Err(fail("starting"));
+        let rc = unsafe { ffi::rte_eth_dev_start(eth) };
+        if rc != 0 {
+            return Err(PortError::Backend(format!(
+                "port {name} ({devargs}): starting the device: {}",
+                ffi::strerror(rc)
+            )));
         }
         open.push(eth);
         Ok(Arc::new(DpdkPort {

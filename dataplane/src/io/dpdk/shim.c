@@ -217,11 +217,14 @@ uint16_t sluice_tx_burst(uint16_t port, uint16_t queue,
 	for (i = 0; i < n; i++) {
 		struct rte_mbuf *m = mbuf_of(views[i].buf);
 
+		/*
+		 * Only the first cache line is written: nb_segs is 1 and next
+		 * NULL already (the receive side checked, and fresh mbufs are
+		 * reset), and next lives in the second line.
+		 */
 		m->data_off = views[i].data_off;
 		m->data_len = views[i].data_len;
 		m->pkt_len = views[i].data_len;
-		m->nb_segs = 1;
-		m->next = NULL;
 		/* No offloads are requested; keep only the buffer-kind bits. */
 		m->ol_flags &= RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL;
 		pkts[i] = m;
