@@ -3,10 +3,12 @@
 //! `sluice-perf run l3fwd --json` forwards 64-byte frames of 10,000 flows
 //! through one worker with a 100,000-route table, from an in-memory replay
 //! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
-//! cycles per packet.
+//! cycles per packet. `sluice-perf run pktgen --json` measures the packet
+//! generator into an in-memory sink (64-byte UDP, four varying fields).
 
 mod l3fwd;
 mod machine;
+mod pktgen;
 
 use clap::{Parser, Subcommand};
 
@@ -23,7 +25,7 @@ enum Command {
     List,
     /// Run a scenario.
     Run {
-        /// l3fwd (IPv4) or l3fwd-v6.
+        /// l3fwd (IPv4), l3fwd-v6, io, parse, parse-route, pktgen, pktgen-marked.
         scenario: String,
         #[command(flatten)]
         params: l3fwd::Params,
@@ -42,13 +44,21 @@ fn main() {
             println!("io         the same traffic forwarded untouched to the output port: the I/O path alone (testpmd io)");
             println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
             println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
+            println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
+            println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
         }
         Command::Run {
             scenario,
             params,
             json,
         } => {
+            let generated = match scenario.as_str() {
+                "pktgen" => Some(pktgen::run(&scenario, false, &params, !json)),
+                "pktgen-marked" => Some(pktgen::run(&scenario, true, &params, !json)),
+                _ => None,
+            };
             let (family, mode) = match scenario.as_str() {
+                _ if generated.is_some() => (l3fwd::Family::V4, l3fwd::Mode::Io),
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
                 "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
@@ -59,7 +69,11 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            match l3fwd::run(&scenario, family, mode, &params, !json) {
+            let result = match generated {
+                Some(r) => r,
+                None => l3fwd::run(&scenario, family, mode, &params, !json),
+            };
+            match result {
                 Ok(report) => {
                     if json {
                         println!(

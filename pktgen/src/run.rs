@@ -134,11 +134,12 @@ pub fn run(
     let mut receiver = Receiver::new(gen.streams().len());
     let mut batch = Batch::new();
     let mut rx_batch = Batch::new();
+    let mean = gen.mean_size();
     let wall0 = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    // The schedule starts now, once everything is allocated.
     let start = clock.now_ns();
-    let mean = gen.mean_size();
     let mut pacer = Pacer::new(cfg.rate, mean, cfg.burst, start);
     let end = cfg
         .seconds
