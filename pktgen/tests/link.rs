@@ -175,3 +175,24 @@ fn rfc2544_through_the_router() {
         );
     }
 }
+
+#[test]
+fn measured_duplicates_match_the_links_duplicates() {
+    let n = 100_000;
+    let (r, _) = run_link(
+        LinkConfig {
+            dup: 0.01,
+            seed: 7,
+            ..LinkConfig::default()
+        },
+        Rate::Unlimited,
+        n,
+    );
+    let s = &r.streams[0];
+    // Every packet arrives, some twice: the extra ones are the duplicates.
+    assert_eq!(s.lost, 0, "{s:?}");
+    assert_eq!(s.rx_packets, n + s.duplicates, "{s:?}");
+    assert_eq!(s.reordered, 0);
+    let pct = s.duplicates as f64 * 100.0 / n as f64;
+    assert!((pct - 1.0).abs() < 0.2, "duplicates {pct}%");
+}
