@@ -127,9 +127,11 @@ impl PortSpec {
                                     }
                                 }
                         }
-                        other => return Err(err(format!(
+                        other => {
+                            return Err(err(format!(
                             "unknown option {other:?} (loss, dup, delay, cap, depth, ring, seed)"
-                        ))),
+                        )))
+                        }
                     }
                 }
                 Ok(PortSpec::Loop(cfg))
