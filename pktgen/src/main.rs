@@ -226,7 +226,12 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
     if cfg.repeat && cfg.seconds.is_none() {
         return Err("--repeat needs --seconds".into());
     }
-    let report = replay(&a.pcap, port.as_ref(), &cfg, &mut live(a.quiet))?;
+    let quiet = a.quiet;
+    let report = replay(&a.pcap, port.as_ref(), &cfg, &mut |p: &Progress| {
+        if !quiet {
+            eprintln!("{}", p.tx_line());
+        }
+    })?;
     if a.json {
         out!(
             "{}",

@@ -69,6 +69,17 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The one-line form without the receive side (replay).
+    pub fn tx_line(&self) -> String {
+        format!(
+            "{:>6.1}s  tx {:>9.3} Mpps {:>9.1} Mbit/s  sent {}",
+            self.t,
+            self.tx_pps / 1e6,
+            self.tx_bps / 1e6,
+            self.tx_packets
+        )
+    }
+
     /// The one-line form.
     pub fn line(&self) -> String {
         let loss = self.tx_packets.saturating_sub(self.rx_packets);
