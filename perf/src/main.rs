@@ -3,13 +3,15 @@
 //! `sluice-perf run l3fwd --json` forwards 64-byte frames of 10,000 flows
 //! through one worker with a 100,000-route table, from an in-memory replay
 //! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
-//! cycles per packet.
+//! cycles per packet. `sluice-perf run pktgen --json` measures the packet
+//! generator into an in-memory sink (64-byte UDP, four varying fields).
 
 #[cfg(feature = "dpdk")]
 mod dpdk;
 mod l3fwd;
 mod machine;
 mod measure;
+mod pktgen;
 mod service_lb;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +29,7 @@ enum Command {
     List,
     /// Run a scenario.
     Run {
-        /// l3fwd (IPv4) or l3fwd-v6.
+        /// l3fwd (IPv4), l3fwd-v6, io, parse, parse-route, pktgen, pktgen-marked.
         scenario: String,
         #[command(flatten)]
         params: l3fwd::Params,
@@ -59,6 +61,8 @@ fn main() {
                     "dpdk-io     io over the same DPDK devices (testpmd io forward's counterpart)"
                 );
             }
+            println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
+            println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
         }
         Command::Run {
             scenario,
@@ -88,7 +92,13 @@ fn main() {
                 }
                 None => (l3fwd::Io::Mem, scenario.as_str()),
             };
+            let generated = match name {
+                "pktgen" => Some(pktgen::run(&scenario, false, &params, !json)),
+                "pktgen-marked" => Some(pktgen::run(&scenario, true, &params, !json)),
+                _ => None,
+            };
             let (family, mode) = match name {
+                _ if generated.is_some() => (l3fwd::Family::V4, l3fwd::Mode::Io),
                 "l3fwd" => (l3fwd::Family::V4, l3fwd::Mode::Route),
                 "l3fwd-v6" => (l3fwd::Family::V6, l3fwd::Mode::Route),
                 "io" => (l3fwd::Family::V4, l3fwd::Mode::Io),
@@ -99,7 +109,11 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            match l3fwd::run(&scenario, family, mode, &params, &io, !json) {
+            let result = match generated {
+                Some(r) => r,
+                None => l3fwd::run(&scenario, family, mode, &params, &io, !json),
+            };
+            match result {
                 Ok(report) => {
                     if json {
                         println!(

@@ -8,6 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_dataplane::buf::{Batch, PacketPool, BURST_SIZE};
 use sluice_pktgen::gen::Generator;
+use sluice_pktgen::measure::Receiver;
 use sluice_pktgen::spec::StreamSpec;
 use std::hint::black_box;
 
@@ -50,5 +51,30 @@ fn generate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, generate);
+/// The receive side's cost: generating a burst of 32 marked frames (as
+/// `generate/udp64_4fields_marked`) and recording each (reading the mark,
+/// the sequence window, the HDR histogram); the difference from the
+/// generation alone is the receiver's share.
+fn receive(c: &mut Criterion) {
+    let spec = StreamSpec::parse_short(1, SHAPES[1].1).expect("valid stream");
+    let mut gen = Generator::new(&[spec], 1).expect("valid stream");
+    let pool = PacketPool::new("bench", 1024);
+    let mut cache = pool.cache(256);
+    let mut receiver = Receiver::new(1);
+    let mut g = c.benchmark_group("receive");
+    g.throughput(Throughput::Elements(BURST_SIZE as u64));
+    let mut batch = Batch::new();
+    let mut now = 0u64;
+    g.bench_function("generate_and_record_marked", |b| {
+        b.iter(|| {
+            now += 1_000;
+            gen.fill(&mut cache, &mut batch, BURST_SIZE, now);
+            receiver.record_all(batch.iter(), black_box(now + 1_500));
+            cache.free_batch(&mut batch);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, generate, receive);
 criterion_main!(benches);

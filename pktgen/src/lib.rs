@@ -17,6 +17,16 @@
 //! - [`run`]: the send/receive loop and its report;
 //! - [`replay`] and [`rfc2544`].
 
+/// Prints a line to stdout; a closed pipe (`| head`) ends the output
+/// quietly instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod clock;
 pub mod field;
 pub mod gen;

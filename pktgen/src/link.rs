@@ -1,8 +1,8 @@
-//! An in-memory link that loses, delays and rate-limits: what one end
-//! transmits arrives at the other end's receive queue (a loopback when the
-//! generator holds both), after `delay`, minus a fraction `loss` of the
-//! packets chosen at random, and minus whatever exceeds `cap` packets per
-//! second. For tests of the measurement (the loss and latency it reports
+//! An in-memory link that loses, duplicates, delays and rate-limits: what
+//! one end transmits arrives at the other end's receive queue (a loopback
+//! when the generator holds both), after `delay`, minus a fraction `loss`
+//! of the packets chosen at random, plus a copy of a fraction `dup`, and
+//! minus whatever exceeds `cap` packets per second. For tests of the measurement (the loss and latency it reports
 //! must be the configured ones) and a stand-in device for RFC 2544 runs.
 //!
 //! A transmitted packet goes into one bounded ring with the time it is due;
@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct LinkConfig {
     /// Fraction of packets lost, 0 to 1.
     pub loss: f64,
+    /// Fraction of the packets that arrive twice, 0 to 1.
+    pub dup: f64,
     /// Time from transmit to receive.
     pub delay_ns: u64,
     /// Packets the link holds in flight.
@@ -42,6 +44,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             loss: 0.0,
+            dup: 0.0,
             delay_ns: 0,
             ring: 16384,
             cap_pps: None,
@@ -72,6 +75,12 @@ impl LinkPort {
             return Err(PortError::Backend(format!(
                 "{name}: loss must be within 0-100%, got {}",
                 cfg.loss
+            )));
+        }
+        if !(0.0..=1.0).contains(&cfg.dup) {
+            return Err(PortError::Backend(format!(
+                "{name}: dup must be within 0-100%, got {}",
+                cfg.dup
             )));
         }
         if cfg.ring == 0 {
@@ -131,6 +140,8 @@ impl Port for LinkPort {
             rng: Rng::new(cfg.seed),
             loss_threshold: (cfg.loss * u64::MAX as f64) as u64,
             lossy: cfg.loss > 0.0,
+            dup_threshold: (cfg.dup * u64::MAX as f64) as u64,
+            dups: cfg.dup > 0.0,
             tokens: cap_depth(cfg.cap_pps.unwrap_or(0.0), cfg.cap_depth),
             last_ns: None,
         }))
@@ -159,6 +170,8 @@ struct LinkTx {
     rng: Rng,
     loss_threshold: u64,
     lossy: bool,
+    dup_threshold: u64,
+    dups: bool,
     /// Token bucket of the cap (packets), and when it was last filled.
     tokens: f64,
     last_ns: Option<u64>,
@@ -201,9 +214,24 @@ impl TxQueue for LinkTx {
                 pool.free(pkt);
                 continue;
             }
+            // A duplicate is a copy in a fresh buffer right behind the
+            // original (dropped quietly if the pool or the ring is full).
+            let copy = if self.dups && self.rng.next_u64() < self.dup_threshold {
+                pool.alloc().map(|mut c| {
+                    c.fill(pkt.data());
+                    c
+                })
+            } else {
+                None
+            };
             if let Err((pkt, _)) = ring.push((pkt, due)) {
                 lost += 1;
                 pool.free(pkt);
+            }
+            if let Some(c) = copy {
+                if let Err((c, _)) = ring.push((c, due)) {
+                    pool.free(c);
+                }
             }
         }
         bump(&counters.tx_packets, sent);

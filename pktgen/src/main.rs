@@ -1,6 +1,7 @@
 //! `sluice-pktgen`: the packet generator's command line. See docs/pktgen.md.
 
 use clap::{Args, Parser, Subcommand};
+use sluice_pktgen::out;
 use sluice_pktgen::ports::{parse_duration_ns, PortSpec};
 use sluice_pktgen::rate::Rate;
 use sluice_pktgen::replay::{replay, ReplayConfig};
@@ -201,12 +202,12 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         &mut live(a.quiet),
     )?;
     if a.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&report).expect("report serialises")
         );
     } else {
-        println!("{}", sluice_pktgen::run::summary(&report));
+        out!("{}", sluice_pktgen::run::summary(&report));
     }
     Ok(())
 }
@@ -225,14 +226,19 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
     if cfg.repeat && cfg.seconds.is_none() {
         return Err("--repeat needs --seconds".into());
     }
-    let report = replay(&a.pcap, port.as_ref(), &cfg, &mut live(a.quiet))?;
+    let quiet = a.quiet;
+    let report = replay(&a.pcap, port.as_ref(), &cfg, &mut |p: &Progress| {
+        if !quiet {
+            eprintln!("{}", p.tx_line());
+        }
+    })?;
     if a.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&report).expect("report serialises")
         );
     } else {
-        println!(
+        out!(
             "replayed {} frames ({} bytes) in {:.3} s: {:.3} Mpps, {:.1} Mbit/s{}",
             report.tx.packets,
             report.tx.bytes,
@@ -253,7 +259,7 @@ fn cmd_show(a: StreamArgs) -> Result<(), String> {
     let profile = a.load()?;
     let gen = sluice_pktgen::gen::Generator::new(&profile.streams, 1).map_err(|e| e.to_string())?;
     for s in gen.streams() {
-        println!(
+        out!(
             "stream {} ({}): {}-{} bytes, {}",
             s.id,
             s.name,
@@ -267,7 +273,7 @@ fn cmd_show(a: StreamArgs) -> Result<(), String> {
         );
         for (i, line) in s.template().chunks(16).enumerate() {
             let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
-            println!("  {:04x}  {}", i * 16, hex.join(" "));
+            out!("  {:04x}  {}", i * 16, hex.join(" "));
         }
     }
     Ok(())

@@ -412,16 +412,16 @@ pub fn main(a: Rfc2544Args) -> Result<(), String> {
         }
     })?;
     if a.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&report).expect("report serialises")
         );
     } else {
-        println!(
+        out!(
             "| frame | NDR Mpps | NDR Mbit/s | PDR ({}%) Mpps | latency at NDR p50 / p99 ns |",
             a.pdr
         );
-        println!("|---|---|---|---|---|");
+        out!("|---|---|---|---|---|");
         for r in &report.results {
             let lat = r
                 .latency
@@ -430,7 +430,7 @@ pub fn main(a: Rfc2544Args) -> Result<(), String> {
                 .map_or("-".to_string(), |l| {
                     format!("{} / {}", l.trial.latency_p50_ns, l.trial.latency_p99_ns)
                 });
-            println!(
+            out!(
                 "| {} | {:.3} | {:.1} | {:.3} | {} |",
                 r.frame_size,
                 r.ndr_pps / 1e6,

@@ -69,6 +69,17 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The one-line form without the receive side (replay).
+    pub fn tx_line(&self) -> String {
+        format!(
+            "{:>6.1}s  tx {:>9.3} Mpps {:>9.1} Mbit/s  sent {}",
+            self.t,
+            self.tx_pps / 1e6,
+            self.tx_bps / 1e6,
+            self.tx_packets
+        )
+    }
+
     /// The one-line form.
     pub fn line(&self) -> String {
         let loss = self.tx_packets.saturating_sub(self.rx_packets);
@@ -134,11 +145,12 @@ pub fn run(
     let mut receiver = Receiver::new(gen.streams().len());
     let mut batch = Batch::new();
     let mut rx_batch = Batch::new();
+    let mean = gen.mean_size();
     let wall0 = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    // The schedule starts now, once everything is allocated.
     let start = clock.now_ns();
-    let mean = gen.mean_size();
     let mut pacer = Pacer::new(cfg.rate, mean, cfg.burst, start);
     let end = cfg
         .seconds

@@ -12,7 +12,6 @@
 //! ```
 
 use crate::field::{self, AddrField, Variation};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -394,36 +393,15 @@ pub struct Profile {
     pub seconds: Option<f64>,
 }
 
-/// The file's shape before checking: values may be written as numbers or
-/// strings.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProfile {
-    #[serde(default)]
-    rate: Option<Scalar>,
-    #[serde(default)]
-    seconds: Option<f64>,
-    streams: Vec<BTreeMap<String, Scalar>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Text(String),
-}
-
-impl Scalar {
-    fn text(&self) -> String {
-        match self {
-            Scalar::Int(i) => i.to_string(),
-            Scalar::Float(f) => f.to_string(),
-            Scalar::Bool(true) => "on".into(),
-            Scalar::Bool(false) => "off".into(),
-            Scalar::Text(s) => s.clone(),
-        }
+/// The text of one profile value: numbers and booleans as the short form
+/// would spell them; lists and maps are not values.
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(true) => Some("on".into()),
+        serde_json::Value::Bool(false) => Some("off".into()),
+        _ => None,
     }
 }
 
@@ -438,33 +416,70 @@ impl Profile {
 
     /// Parses profile text (TOML or YAML).
     pub fn parse(text: &str, is_toml: bool) -> Result<Profile, SpecError> {
-        let raw: RawProfile = if is_toml {
+        // Both formats go through one generic value, so errors are the
+        // same whichever was written.
+        let doc: serde_json::Value = if is_toml {
             toml::from_str(text).map_err(|e| SpecError(one_line(&e.to_string())))?
         } else {
             serde_yaml::from_str(text).map_err(|e| SpecError(one_line(&e.to_string())))?
         };
-        if raw.streams.is_empty() {
-            return Err(SpecError("streams: the profile has no stream".into()));
-        }
-        let streams = raw
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let fields = s.iter().map(|(k, v)| (k.clone(), v.text())).collect();
-                StreamSpec::from_fields(i + 1, &fields)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(s) = raw.seconds {
-            if !(s.is_finite() && s > 0.0) {
-                return Err(SpecError(format!("seconds: must be positive, got {s}")));
+        let serde_json::Value::Object(top) = doc else {
+            return Err(SpecError(
+                "the profile must be a map with a streams list (and optionally rate and seconds)"
+                    .into(),
+            ));
+        };
+        let mut profile = Profile::default();
+        for (key, value) in &top {
+            match key.as_str() {
+                "rate" => {
+                    profile.rate = Some(scalar_text(value).ok_or_else(|| {
+                        SpecError("rate: expected a rate like 1mpps, 5gbps or 50%".into())
+                    })?)
+                }
+                "seconds" => {
+                    let s = value.as_f64().filter(|s| s.is_finite() && *s > 0.0);
+                    profile.seconds = Some(s.ok_or_else(|| {
+                        SpecError(format!("seconds: expected a positive number, got {value}"))
+                    })?);
+                }
+                "streams" => {}
+                other => {
+                    return Err(SpecError(format!(
+                        "unknown top-level field {other:?} (expected streams, rate, seconds)"
+                    )))
+                }
             }
         }
-        Ok(Profile {
-            streams,
-            rate: raw.rate.map(|r| r.text()),
-            seconds: raw.seconds,
-        })
+        let streams = match top.get("streams") {
+            Some(serde_json::Value::Array(a)) if !a.is_empty() => a,
+            Some(serde_json::Value::Array(_)) | None => {
+                return Err(SpecError("streams: the profile has no stream".into()))
+            }
+            Some(_) => return Err(SpecError("streams: expected a list of streams".into())),
+        };
+        for (i, stream) in streams.iter().enumerate() {
+            let serde_json::Value::Object(map) = stream else {
+                return Err(SpecError(format!(
+                    "stream {}: expected a map of fields (proto, src, dst, ...)",
+                    i + 1
+                )));
+            };
+            let mut fields = BTreeMap::new();
+            for (k, v) in map {
+                let text = scalar_text(v).ok_or_else(|| {
+                    SpecError(format!(
+                        "stream {}: field {k}: expected one value (a list is written \"a,b,c\"), got {v}",
+                        i + 1
+                    ))
+                })?;
+                fields.insert(k.clone(), text);
+            }
+            profile
+                .streams
+                .push(StreamSpec::from_fields(i + 1, &fields)?);
+        }
+        Ok(profile)
     }
 }
 
@@ -538,5 +553,14 @@ mod tests {
         assert_eq!(e.0, "stream 1: field dport: 99999 is out of range 0-65535");
         let e = Profile::parse("stream: []\n", false).unwrap_err();
         assert!(!e.0.contains('\n'));
+        let e = Profile::parse("streams:\n  - src: [1, 2]\n", false).unwrap_err();
+        assert!(
+            e.0.starts_with("stream 1: field src: expected one value"),
+            "{e}"
+        );
+        let e = Profile::parse("seconds = -1\n[[streams]]\n", true).unwrap_err();
+        assert!(e.0.starts_with("seconds:"), "{e}");
+        let e = Profile::parse("streams: 5\n", false).unwrap_err();
+        assert!(e.0.starts_with("streams:"), "{e}");
     }
 }
