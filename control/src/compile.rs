@@ -224,10 +224,10 @@ impl Compiler {
         let node_changed = changed.iter().any(|k| k.kind == Kind::Node)
             && service_node(state, &self.ctx) != *self.services.node();
         let services = if node_changed {
-            PreparedServiceChange::Full(Box::new(ServiceCompiler::full(
-                state,
-                service_node(state, &self.ctx),
-            )?))
+            PreparedServiceChange::Full(Box::new(
+                self.services
+                    .rebuild(state, service_node(state, &self.ctx))?,
+            ))
         } else if changed
             .iter()
             .any(|k| matches!(k.kind, Kind::Service | Kind::EndpointSlice))

@@ -234,6 +234,9 @@ pub struct ServiceCompiler {
     slices_of: HashMap<ServiceKey, BTreeSet<String>>,
     slice_owner: HashMap<(String, String), ServiceKey>,
     rings: HashMap<RingKey, (Arc<ServiceRing>, u32)>,
+    /// Rings of the compiler this one replaces (see [`ServiceCompiler::rebuild`]),
+    /// taken instead of building a ring again; empty otherwise.
+    reusable: HashMap<RingKey, Arc<ServiceRing>>,
     next_id: u32,
     table: ServiceTable,
 }
@@ -281,6 +284,7 @@ impl ServiceCompiler {
             slices_of: HashMap::new(),
             slice_owner: HashMap::new(),
             rings: HashMap::new(),
+            reusable: HashMap::new(),
             next_id: 1,
             table,
         }
@@ -289,14 +293,38 @@ impl ServiceCompiler {
     /// Compiles every Service of `state` from scratch.
     pub fn full(state: &DesiredState, node: NodeConfig) -> Result<ServiceCompiler, CompileError> {
         let mut c = ServiceCompiler::new(node);
-        let mut changed: Vec<ObjectKey> = Vec::new();
-        for kind in [Kind::Service, Kind::EndpointSlice] {
-            let objects = state.list(kind, None, None).unwrap_or_default();
-            changed.extend(objects.into_iter().map(|so| so.object.key()));
-        }
-        let prepared = c.prepare(state, &changed)?;
+        let prepared = c.prepare(state, &Self::all_keys(state))?;
         c.apply(prepared);
         Ok(c)
+    }
+
+    /// Compiles every Service of `state` from scratch for `node` (the
+    /// node's settings changed), taking the rings this compiler already
+    /// built instead of building them again.
+    pub fn rebuild(
+        &self,
+        state: &DesiredState,
+        node: NodeConfig,
+    ) -> Result<ServiceCompiler, CompileError> {
+        let mut c = ServiceCompiler::new(node);
+        c.reusable = self
+            .rings
+            .iter()
+            .map(|(k, (r, _))| (k.clone(), r.clone()))
+            .collect();
+        let prepared = c.prepare(state, &Self::all_keys(state))?;
+        c.apply(prepared);
+        c.reusable = HashMap::new();
+        Ok(c)
+    }
+
+    fn all_keys(state: &DesiredState) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = Vec::new();
+        for kind in [Kind::Service, Kind::EndpointSlice] {
+            let objects = state.list(kind, None, None).unwrap_or_default();
+            keys.extend(objects.into_iter().map(|so| so.object.key()));
+        }
+        keys
     }
 
     /// Compiles Services and EndpointSlices given as objects (not
@@ -415,8 +443,16 @@ impl ServiceCompiler {
                 _ => {}
             }
         }
+        // The changed slices by the Service they name now.
+        let mut new_names: HashMap<&ServiceKey, Vec<&str>> = HashMap::new();
+        for ((_, name), owner) in &slices {
+            if let Some(owner) = owner {
+                new_names.entry(owner).or_default().push(name);
+            }
+        }
         let mut out = Vec::with_capacity(services.len());
-        for svc_key in services {
+        for svc_key in &services {
+            let svc_key = svc_key.clone();
             let object_key = ObjectKey::namespaced(Kind::Service, &svc_key.0, &svc_key.1);
             let Some(Object::Service(service)) = state.get(&object_key).map(|s| &s.object) else {
                 out.push((svc_key, Vec::new()));
@@ -432,11 +468,7 @@ impl ServiceCompiler {
                 .map(String::as_str)
                 .filter(|n| !slices.contains_key(&(svc_key.0.clone(), n.to_string())))
                 .collect();
-            for ((ns, name), owner) in &slices {
-                if owner.as_ref() == Some(&svc_key) && *ns == svc_key.0 {
-                    names.insert(name);
-                }
-            }
+            names.extend(new_names.get(&svc_key).into_iter().flatten().copied());
             let mut objects: Vec<&EndpointSlice> = Vec::with_capacity(names.len());
             for name in names {
                 let k = ObjectKey::namespaced(Kind::EndpointSlice, &svc_key.0, name);
@@ -792,7 +824,10 @@ impl ServiceCompiler {
         }
         // The endpoint count was checked in `prepare`; a ring that cannot
         // be built is never stored.
-        let ring = Arc::new(ServiceRing::build(key.0, &key.1).ok()?);
+        let ring = match self.reusable.get(key) {
+            Some(r) => r.clone(),
+            None => Arc::new(ServiceRing::build(key.0, &key.1).ok()?),
+        };
         self.rings
             .insert(key.clone(), (ring.clone(), u32::from(count)));
         Some(ring)
