@@ -88,6 +88,8 @@ pub struct TablesBuilder {
     /// Service rules, built apart (see [`crate::tables::services`]) and
     /// carried into the generation as they are.
     pub services: crate::tables::services::ServiceTable,
+    /// Policy rules, built apart (see [`crate::tables::policy`]).
+    pub policy: crate::tables::policy::PolicyTable,
     ports: Vec<PortConfig>,
     networks: Vec<NetworkSpec>,
 }
@@ -113,6 +115,7 @@ impl TablesBuilder {
             icmp: IcmpLimits::default(),
             neighbour_timers: NeighbourTimers::default(),
             services: Default::default(),
+            policy: Default::default(),
             ports: Vec::new(),
             networks: vec![NetworkSpec {
                 name: "default".into(),
@@ -229,6 +232,7 @@ impl TablesBuilder {
             icmp: self.icmp,
             neighbour: self.neighbour_timers,
             services: self.services.clone(),
+            policy: self.policy.clone(),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod cell;
 pub mod lpm4;
 pub mod lpm6;
 pub mod maglev;
+pub mod policy;
 pub mod services;
 pub mod synth;
 
@@ -38,6 +39,8 @@ pub struct Tables {
     pub neighbour: NeighbourTimers,
     /// Kubernetes Services (empty for a plain router).
     pub services: services::ServiceTable,
+    /// NetworkPolicy and the admin tiers (empty: everything allowed).
+    pub policy: policy::PolicyTable,
 }
 
 /// Who this node is; carried from the start so that multi-node features
@@ -197,6 +200,7 @@ impl Tables {
             icmp: IcmpLimits::default(),
             neighbour: NeighbourTimers::default(),
             services: services::ServiceTable::default(),
+            policy: policy::PolicyTable::default(),
         }
     }
 
