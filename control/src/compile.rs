@@ -9,8 +9,10 @@
 //! "default" always exists, id 0; the others follow in name order so ids are
 //! stable), Interfaces configure the node's ports by name (network, MAC, MTU,
 //! addresses, hence connected and local routes), Routes and Neighbours fill
-//! each network's FIBs and static neighbour table. Kubernetes kinds
-//! (Services, EndpointSlices, policies) and the other Sluice kinds are kept
+//! each network's FIBs and static neighbour table. NetworkPolicies and the
+//! cluster-wide policy kinds, with the Pods, Namespaces and Nodes they
+//! select, become the policy table ([`crate::policy`]). Other Kubernetes
+//! kinds (Services, EndpointSlices) and the other Sluice kinds are kept
 //! in the desired state and compiled by the stages that enforce them, as
 //! those land.
 //!
@@ -205,6 +207,7 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
             _ => {}
         }
     }
+    b.policy = crate::policy::compile_policy(state, &ctx.node.addresses);
     b.build().map_err(|e| {
         // The builder names routes and ports by prefix and port; map the
         // field onto the API object's spec.
@@ -223,7 +226,16 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
 }
 
 /// The kinds `compile` turns into tables today.
-pub const COMPILED_KINDS: &[Kind] = &[Kind::Network, Kind::Interface, Kind::Route, Kind::Neighbour];
+pub const COMPILED_KINDS: &[Kind] = &[
+    Kind::Network,
+    Kind::Interface,
+    Kind::Route,
+    Kind::Neighbour,
+    Kind::NetworkPolicy,
+    Kind::AdminNetworkPolicy,
+    Kind::BaselineAdminNetworkPolicy,
+    Kind::ClusterNetworkPolicy,
+];
 
 #[cfg(test)]
 mod tests {
