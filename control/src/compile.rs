@@ -11,9 +11,12 @@
 //! addresses, hence connected and local routes), Routes and Neighbours fill
 //! each network's FIBs and static neighbour table. Services and
 //! EndpointSlices (with the node's Node object for its zone) become the
-//! service table ([`ServiceCompiler`], docs/services.md). Policies and the
-//! other Sluice kinds are kept in the desired state and compiled by the
-//! stages that enforce them, as those land.
+//! service table ([`ServiceCompiler`], docs/services.md). NetworkPolicies
+//! and the cluster-wide policy kinds, with the Pods, Namespaces and Nodes
+//! they select, become the policy table ([`crate::policy`]); Pods'
+//! bandwidth annotations and Bandwidth objects the per-pod limits
+//! ([`crate::bandwidth`]). The other Sluice kinds are kept in the desired
+//! state and compiled by the stages that enforce them, as those land.
 //!
 //! [`compile`] builds everything from scratch; [`Compiler`] keeps what it
 //! needs between batches and recompiles only what a batch touched.
@@ -23,6 +26,8 @@
 //! the API configures them.
 
 use crate::bandwidth::compile_bandwidth;
+use crate::policy::compile_policy;
+use sluice_dataplane::tables::policy::PolicyTable;
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
 use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
@@ -96,6 +101,17 @@ pub fn compile(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Compil
     Ok(Compiler::new(state, ctx.clone())?.1)
 }
 
+/// The kinds the policy table depends on.
+const POLICY_INPUTS: &[Kind] = &[
+    Kind::NetworkPolicy,
+    Kind::AdminNetworkPolicy,
+    Kind::BaselineAdminNetworkPolicy,
+    Kind::ClusterNetworkPolicy,
+    Kind::Pod,
+    Kind::Namespace,
+    Kind::Node,
+];
+
 /// The kinds whose changes rebuild the routing part of the tables (ports,
 /// networks, FIBs).
 const NETWORK_KINDS: &[Kind] = &[Kind::Network, Kind::Interface, Kind::Route, Kind::Neighbour];
@@ -152,6 +168,9 @@ pub struct Compiler {
     /// Per-pod limits; recompiled when Pods or Bandwidths change, carrying
     /// unchanged limiters (and their state) over.
     bandwidth: BandwidthTable,
+    /// Policy; recompiled when a policy or what policies select (Pods,
+    /// Namespaces, Nodes) changes.
+    policy: PolicyTable,
 }
 
 /// A compile that [`Compiler::prepare`] checked, ready to apply.
@@ -160,6 +179,7 @@ pub struct PreparedCompile {
     base: Option<Tables>,
     services: PreparedServiceChange,
     bandwidth: Option<BandwidthTable>,
+    policy: Option<PolicyTable>,
 }
 
 enum PreparedServiceChange {
@@ -186,15 +206,18 @@ impl Compiler {
         let base = compile_routing(state, &ctx)?;
         let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
         let bandwidth = compile_bandwidth(state, &BandwidthTable::default())?;
+        let policy = compile_policy(state, &ctx.node.addresses);
         let mut tables = base.clone();
         tables.services = services.table().clone();
         tables.bandwidth = bandwidth.clone();
+        tables.policy = policy.clone();
         Ok((
             Compiler {
                 ctx,
                 base,
                 services,
                 bandwidth,
+                policy,
             },
             tables,
         ))
@@ -244,10 +267,15 @@ impl Compiler {
         } else {
             None
         };
+        let policy = changed
+            .iter()
+            .any(|k| POLICY_INPUTS.contains(&k.kind))
+            .then(|| compile_policy(state, &self.ctx.node.addresses));
         Ok(PreparedCompile {
             base,
             services,
             bandwidth,
+            policy,
         })
     }
 
@@ -264,9 +292,13 @@ impl Compiler {
         if let Some(b) = prepared.bandwidth {
             self.bandwidth = b;
         }
+        if let Some(p) = prepared.policy {
+            self.policy = p;
+        }
         let mut tables = self.base.clone();
         tables.services = self.services.table().clone();
         tables.bandwidth = self.bandwidth.clone();
+        tables.policy = self.policy.clone();
         tables
     }
 }
@@ -440,6 +472,13 @@ pub const COMPILED_KINDS: &[Kind] = &[
     Kind::Node,
     Kind::Service,
     Kind::EndpointSlice,
+    Kind::NetworkPolicy,
+    Kind::AdminNetworkPolicy,
+    Kind::BaselineAdminNetworkPolicy,
+    Kind::ClusterNetworkPolicy,
+    Kind::Pod,
+    Kind::Namespace,
+    Kind::Bandwidth,
 ];
 
 #[cfg(test)]

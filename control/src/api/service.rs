@@ -537,6 +537,67 @@ impl Control for ControlService {
         }))
     }
 
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let req = request.into_inner();
+        self.blocking(move |this| {
+            use crate::policy::explain as ex;
+            let c = &this.controller;
+            let lookup = |k: &crate::model::ObjectKey| c.get(k).map(|s| s.object);
+            let from = ex::resolve_endpoint(&req.from, lookup)
+                .map_err(|m| Status::invalid_argument(format!("from: {m}")))?;
+            let to = ex::resolve_endpoint(&req.to, lookup)
+                .map_err(|m| Status::invalid_argument(format!("to: {m}")))?;
+            let proto = ex::protocol_number(&req.protocol)
+                .map_err(|m| Status::invalid_argument(format!("protocol: {m}")))?;
+            let port = u16::try_from(req.port)
+                .map_err(|_| Status::invalid_argument("port: must be 0-65535"))?;
+            let (src, dst) =
+                ex::pick_pair(&from.addresses, &to.addresses).map_err(Status::invalid_argument)?;
+            let tables = c.tables().load();
+            let r = ex::explain(&tables.policy, src, dst, proto, port);
+            Ok(Response::new(pb::ExplainResponse {
+                allowed: r.allowed,
+                from_address: r.from.to_string(),
+                to_address: r.to.to_string(),
+                rule: r.rule.as_ref().map(rule_to_pb),
+                from_node: r.from_node,
+                egress: Some(decision_to_pb(&r.egress)),
+                ingress: Some(decision_to_pb(&r.ingress)),
+                generation: tables.generation,
+            }))
+        })
+        .await?
+    }
+
+    async fn list_policy_rules(
+        &self,
+        _request: Request<pb::ListPolicyRulesRequest>,
+    ) -> Result<Response<pb::ListPolicyRulesResponse>, Status> {
+        self.blocking(|this| {
+            let tables = this.controller.tables().load();
+            let p = &tables.policy;
+            let rules = p
+                .rules()
+                .iter()
+                .enumerate()
+                .map(|(i, info)| {
+                    rule_to_pb(&crate::policy::explain::NamedRule {
+                        info: info.clone(),
+                        count: p.counters().map(|c| c.get(i as u32)).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            Ok(Response::new(pb::ListPolicyRulesResponse {
+                rules,
+                generation: tables.generation,
+            }))
+        })
+        .await?
+    }
+
     async fn version(
         &self,
         _request: Request<pb::VersionRequest>,
@@ -585,4 +646,27 @@ async fn read_changes(
             }
         })
         .collect())
+}
+
+fn rule_to_pb(r: &crate::policy::explain::NamedRule) -> pb::PolicyRule {
+    pb::PolicyRule {
+        policy: r.info.policy.clone(),
+        tier: r.info.tier.name().to_string(),
+        direction: r.info.direction.name().to_string(),
+        index: r.info.index.map_or(-1, |i| i as i32),
+        name: r.info.name.clone().unwrap_or_default(),
+        action: r.info.action.name().to_string(),
+        allowed_connections: r.count.allowed_connections,
+        denied_packets: r.count.denied_packets,
+        denied_bytes: r.count.denied_bytes,
+    }
+}
+
+fn decision_to_pb(d: &crate::policy::explain::DirectionReport) -> pb::PolicyDecision {
+    pb::PolicyDecision {
+        applies: d.applies,
+        allowed: d.allowed,
+        rule: d.rule.as_ref().map(rule_to_pb),
+        passed_by: d.passed_by.as_ref().map(rule_to_pb),
+    }
 }

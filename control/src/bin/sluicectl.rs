@@ -133,6 +133,26 @@ enum Command {
     Health,
     /// The daemon's and the API's versions.
     Version,
+    /// Why policy allows or denies a new connection: the verdict and the
+    /// rule (policy, tier, index) that decided it, from the tables the
+    /// workers run.
+    Explain {
+        /// NAMESPACE/POD or an IP address.
+        #[arg(long)]
+        from: String,
+        /// NAMESPACE/POD or an IP address.
+        #[arg(long)]
+        to: String,
+        /// tcp, udp or sctp.
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// The destination (pod) port.
+        #[arg(long)]
+        port: u16,
+    },
+    /// Every policy rule with its counters (connections allowed, packets
+    /// and bytes denied).
+    PolicyRules,
 }
 
 /// A failure: its message and exit status.
@@ -516,6 +536,45 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure("the daemon is not serving".into(), 1));
             }
         }
+        Command::Explain {
+            from,
+            to,
+            proto,
+            port,
+        } => {
+            let r = client
+                .explain(pb::ExplainRequest {
+                    from: from.clone(),
+                    to: to.clone(),
+                    protocol: proto.clone(),
+                    port: port.into(),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print(out, &explain_text(&r, &from, &to, &proto, port));
+        }
+        Command::PolicyRules => {
+            let r = client
+                .list_policy_rules(pb::ListPolicyRulesRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let mut text = format!(
+                "{:>10} {:>10} {:>12}  RULE (generation {})\n",
+                "ALLOWED", "DENIED", "DENIED-BYTES", r.generation
+            );
+            for rule in &r.rules {
+                text += &format!(
+                    "{:>10} {:>10} {:>12}  {}\n",
+                    rule.allowed_connections,
+                    rule.denied_packets,
+                    rule.denied_bytes,
+                    rule_text(rule)
+                );
+            }
+            print(out, &text);
+        }
         Command::Version => {
             let v = client
                 .version(pb::VersionRequest {})
@@ -615,4 +674,59 @@ async fn skip_kinds(
             keep
         })
         .collect())
+}
+
+/// One line naming a rule: policy, tier, direction, index, name, action.
+fn rule_text(r: &pb::PolicyRule) -> String {
+    let dir = r.direction.to_lowercase();
+    let which = if r.index >= 0 {
+        format!("{dir} rule {}", r.index)
+    } else {
+        format!("{dir} isolation (no rule of the policies selecting the pod allows it)")
+    };
+    let name = if r.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {:?}", r.name)
+    };
+    format!(
+        "{} (tier {}), {which}{name}: {}",
+        r.policy, r.tier, r.action
+    )
+}
+
+fn explain_text(r: &pb::ExplainResponse, from: &str, to: &str, proto: &str, port: u16) -> String {
+    let mut s = format!(
+        "{} {from} ({}) -> {to} ({}) {}/{port}\n",
+        if r.allowed { "ALLOW" } else { "DENY" },
+        r.from_address,
+        r.to_address,
+        proto.to_lowercase()
+    );
+    match &r.rule {
+        Some(rule) => s += &format!("  decided by: {}\n", rule_text(rule)),
+        None if r.from_node => s += "  decided by: traffic from the node is always allowed\n",
+        None => s += "  decided by: default allow (no rule matched)\n",
+    }
+    for (side, d) in [
+        ("egress at source", &r.egress),
+        ("ingress at destination", &r.ingress),
+    ] {
+        let Some(d) = d else { continue };
+        let line = if !d.applies {
+            "not a pod of the cluster, or not reached".to_string()
+        } else {
+            let verdict = if d.allowed { "allow" } else { "deny" };
+            match &d.rule {
+                Some(rule) => format!("{verdict} by {}", rule_text(rule)),
+                None => format!("{verdict} (no rule matched)"),
+            }
+        };
+        s += &format!("  {side}: {line}\n");
+        if let Some(p) = &d.passed_by {
+            s += &format!("    passed by {}\n", rule_text(p));
+        }
+    }
+    s += &format!("  (table generation {})\n", r.generation);
+    s
 }

@@ -26,6 +26,10 @@
 //! * reject / drop verdicts as the table says;
 //! * no match: the connection is tracked untranslated.
 //!
+//! Before a connection is created, the [`PolicyTable`](crate::tables::policy)
+//! decides whether it may be (`policy_denied` otherwise, and nothing is
+//! created, so its next packet is judged again).
+//!
 //! Fragments are not tracked (no ports in later fragments); one addressed
 //! to a Service address is dropped (`service_fragment`).
 //!
@@ -370,6 +374,15 @@ impl ServiceStage {
             }
         }
         let bytes = m.l3_len as u32;
+        // Policy sees the real endpoint (after DNAT) and the real client.
+        let policy = &cx.tables.policy;
+        if !policy.is_empty() {
+            let v = policy.evaluate(m.family, m.proto, m.src, new.reply.src, new.reply.sport);
+            policy.count(v, bytes);
+            if !v.allow {
+                return Action::Drop(DropReason::PolicyDenied);
+            }
+        }
         match self.ct.create(&new, hash, event, bytes, cx.now_ns) {
             Ok((_, f)) => {
                 apply(pkt, m, &f);

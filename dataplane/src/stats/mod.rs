@@ -80,6 +80,7 @@ counters! {
         ServiceSourceRange = ("service_source_range", "source outside the load balancer's loadBalancerSourceRanges"),
         ServiceFragment = ("service_fragment", "IP fragment addressed to a Service: not reassembled"),
         NatPortExhausted = ("nat_port_exhausted", "no free source-NAT port for a masqueraded connection"),
+        PolicyDenied = ("policy_denied", "a new connection denied by a NetworkPolicy or a cluster-wide policy tier"),
         HandoffFull = ("handoff_full", "another worker's handoff ring was full"),
         BandwidthExceeded = ("bandwidth_exceeded", "over a pod's bandwidth limit (beyond the burst when policing, beyond 25 ms of queue when shaping)"),
         DeferFull = ("defer_full", "the worker's queue of shaped packets was full"),

@@ -90,6 +90,8 @@ pub struct TablesBuilder {
     pub services: crate::tables::services::ServiceTable,
     /// Per-pod bandwidth limits, likewise.
     pub bandwidth: crate::tables::bandwidth::BandwidthTable,
+    /// Policy rules, built apart (see [`crate::tables::policy`]).
+    pub policy: crate::tables::policy::PolicyTable,
     ports: Vec<PortConfig>,
     networks: Vec<NetworkSpec>,
 }
@@ -116,6 +118,7 @@ impl TablesBuilder {
             neighbour_timers: NeighbourTimers::default(),
             services: Default::default(),
             bandwidth: Default::default(),
+            policy: Default::default(),
             ports: Vec::new(),
             networks: vec![NetworkSpec {
                 name: "default".into(),
@@ -233,6 +236,7 @@ impl TablesBuilder {
             neighbour: self.neighbour_timers,
             services: self.services.clone(),
             bandwidth: self.bandwidth.clone(),
+            policy: self.policy.clone(),
         })
     }
 

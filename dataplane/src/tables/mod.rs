@@ -11,6 +11,7 @@ pub mod cell;
 pub mod lpm4;
 pub mod lpm6;
 pub mod maglev;
+pub mod policy;
 pub mod services;
 pub mod synth;
 
@@ -41,6 +42,8 @@ pub struct Tables {
     pub services: services::ServiceTable,
     /// Per-pod bandwidth limits (empty: nothing limited).
     pub bandwidth: bandwidth::BandwidthTable,
+    /// NetworkPolicy and the admin tiers (empty: everything allowed).
+    pub policy: policy::PolicyTable,
 }
 
 /// Who this node is; carried from the start so that multi-node features
@@ -201,6 +204,7 @@ impl Tables {
             neighbour: NeighbourTimers::default(),
             services: services::ServiceTable::default(),
             bandwidth: bandwidth::BandwidthTable::default(),
+            policy: policy::PolicyTable::default(),
         }
     }
 
