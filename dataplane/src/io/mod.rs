@@ -7,8 +7,11 @@
 //! are kept per queue by the owning thread and summed by [`Port::stats`].
 //!
 //! Backends: [`mem`] (in-process rings with software RSS, replay and sink
-//! modes) and [`pcap`] (read and write capture files).
+//! modes), [`pcap`] (read and write capture files) and `afxdp` (a Linux
+//! interface through AF_XDP sockets, Linux only).
 
+#[cfg(target_os = "linux")]
+pub mod afxdp;
 pub mod mem;
 pub mod pcap;
 pub mod rss;

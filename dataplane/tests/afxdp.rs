@@ -1,0 +1,578 @@
+//! AF_XDP ports on real interfaces: each test makes its own veth pair, one
+//! end in the test's network namespace (where the port opens) and the other
+//! in a fresh namespace, and checks frames both ways with a raw AF_PACKET
+//! socket on the far end. Needs root; prints a message and passes without it.
+//! Only the veths made here carry traffic.
+
+#![cfg(target_os = "linux")]
+
+use sluice_dataplane::buf::{Batch, PacketPool, PoolCache};
+use sluice_dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, XdpAttach, XdpMode};
+use sluice_dataplane::io::{Port, RxQueue};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An ethertype for local experiments (IEEE 802 "local experimental 1"), so
+/// nothing but the test's frames is counted.
+const ETHERTYPE: u16 = 0x88b5;
+const MAGIC: &[u8; 4] = b"SLXT";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            println!("skipped: AF_XDP tests need root (network namespaces, veth, BPF)");
+            return;
+        }
+    };
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A veth pair `host` (here) / `peer` (in namespace `ns`). Dropping it
+/// deletes both, also when the test panicked.
+struct Veth {
+    ns: String,
+    host: String,
+    peer: String,
+}
+
+impl Veth {
+    fn new(queues: u16) -> Veth {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{}", std::process::id(), n);
+        let veth = Veth {
+            ns: format!("sluice-xdp-{id}"),
+            host: format!("sxh{id}"),
+            peer: format!("sxp{id}"),
+        };
+        assert!(veth.host.len() < 16, "interface name too long");
+        let q = queues.to_string();
+        run(&["ip", "netns", "add", &veth.ns]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &veth.host,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth.peer,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &veth.ns,
+        ]);
+        // No IPv6 on either end: the kernels stay quiet on the link.
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", veth.host),
+            "1",
+        )
+        .ok();
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &veth.ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", veth.peer),
+        ]);
+        run(&["ip", "link", "set", &veth.host, "up"]);
+        run(&["ip", "-n", &veth.ns, "link", "set", &veth.peer, "up"]);
+        veth
+    }
+
+    fn host_counter(&self, name: &str) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{name}", self.host))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether `ip link` shows an XDP program on the host end.
+    fn host_has_xdp(&self) -> bool {
+        let out = Command::new("ip")
+            .args(["-d", "link", "show", "dev", &self.host])
+            .output()
+            .expect("ip link show");
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting one end deletes the pair; the namespace goes last.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// A raw socket on `veth.peer` inside its namespace, receiving only
+/// [`ETHERTYPE`] frames (so never its own transmissions).
+struct PeerSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl PeerSocket {
+    fn open(veth: &Veth) -> PeerSocket {
+        let ns = format!("/run/netns/{}", veth.ns);
+        let peer = veth.peer.clone();
+        // setns changes only the calling thread's namespace: do it on a
+        // thread of its own. The socket stays in the namespace it was made in.
+        std::thread::spawn(move || {
+            let nsfile = File::open(&ns).expect("namespace file");
+            // SAFETY: a valid namespace fd; affects only this thread.
+            assert_eq!(
+                unsafe { libc::setns(nsfile.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns: {}",
+                std::io::Error::last_os_error()
+            );
+            let proto = ETHERTYPE.to_be();
+            // SAFETY: plain socket creation.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            // SAFETY: a new descriptor nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let name = std::ffi::CString::new(peer).unwrap();
+            // SAFETY: a NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+            assert!(ifindex > 0, "peer interface not found");
+            // SAFETY: an all-zero sockaddr_ll is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            // SAFETY: `sll` is a live sockaddr_ll and its size is passed.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    core::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let rcvbuf: libc::c_int = 32 << 20;
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            // SAFETY: live option values with their sizes.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&rcvbuf as *const libc::c_int).cast(),
+                    4,
+                );
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    core::mem::size_of::<libc::timeval>() as u32,
+                );
+            }
+            PeerSocket { fd, ifindex }
+        })
+        .join()
+        .expect("peer socket thread")
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: a live buffer and its length on a bound packet socket.
+        let r = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            r,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The next test frame's sequence number, or `None` after the timeout.
+    fn recv_seq(&self) -> Option<u32> {
+        let mut buf = [0u8; 2048];
+        loop {
+            // SAFETY: a live buffer and its length.
+            let r =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r < 0 {
+                return None;
+            }
+            if let Some(seq) = parse(&buf[..r as usize]) {
+                return Some(seq);
+            }
+        }
+    }
+}
+
+/// A test frame: to `dst`, ethertype [`ETHERTYPE`], the magic and `seq`,
+/// padded to `len` bytes with a pattern derived from `seq`.
+fn frame(dst: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[0x02, 0x5c, 0x7e, 0x57, 0, 1]);
+    f.extend_from_slice(&ETHERTYPE.to_be_bytes());
+    f.extend_from_slice(MAGIC);
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push((f.len() as u32 ^ seq) as u8);
+    }
+    f
+}
+
+/// The sequence number of an intact test frame.
+fn parse(f: &[u8]) -> Option<u32> {
+    if f.len() < 22 || f[12..14] != ETHERTYPE.to_be_bytes() || &f[14..18] != MAGIC {
+        return None;
+    }
+    let seq = u32::from_be_bytes(f[18..22].try_into().ok()?);
+    let intact = f[22..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == ((i + 22) as u32 ^ seq) as u8);
+    intact.then_some(seq)
+}
+
+fn length_of(seq: u32) -> usize {
+    60 + (seq as usize * 37) % 1440
+}
+
+/// Receives from `rx` until `want` test frames arrived or `timeout` passed;
+/// returns their sequence numbers.
+fn receive(
+    rx: &mut dyn RxQueue,
+    cache: &mut PoolCache,
+    want: usize,
+    timeout: Duration,
+) -> Vec<u32> {
+    let mut seqs = Vec::new();
+    let mut batch = Batch::new();
+    let deadline = Instant::now() + timeout;
+    while seqs.len() < want && Instant::now() < deadline {
+        if rx.rx_burst(cache, &mut batch) == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        for pkt in batch.drain(..) {
+            if let Some(seq) = parse(pkt.data()) {
+                assert_eq!(pkt.len(), length_of(seq), "frame {seq} changed length");
+                seqs.push(seq);
+            }
+            cache.free(pkt);
+        }
+    }
+    seqs
+}
+
+fn open(veth: &Veth, cfg: AfXdpConfig) -> Arc<AfXdpPort> {
+    AfXdpPort::open("p0", &veth.host, cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Frames from the peer reach the port's receive queue, and frames sent
+/// through its transmit queue reach the peer, more of them than the
+/// socket has transmit frames (so completed frames must be reclaimed and
+/// sendto kicked until the ring drains).
+fn both_ways(attach: XdpAttach, expect: XdpMode, driver: &str) {
+    let veth = Veth::new(1);
+    let port = open(
+        &veth,
+        AfXdpConfig {
+            port_id: 7,
+            attach,
+            ring_size: 256,
+            ..AfXdpConfig::default()
+        },
+    );
+    assert_eq!(port.mode(), expect);
+    let info = port.info();
+    assert_eq!(info.driver, driver);
+    assert_eq!((info.rx_queues, info.tx_queues), (1, 1));
+    assert!(info.link_up);
+    assert!(veth.host_has_xdp());
+    let peer = PeerSocket::open(&veth);
+    let pool = PacketPool::new("afxdp-test", 4096);
+    let mut cache = pool.cache(256);
+    let mut rx = port.rx_queue(0).unwrap();
+    let mut tx = port.tx_queue(0).unwrap();
+
+    // Peer to port: more frames than the fill ring has, sent in bursts the
+    // port drains as they come.
+    const RX_FRAMES: u32 = 1000;
+    let mut got = Vec::new();
+    for chunk in (0..RX_FRAMES).collect::<Vec<_>>().chunks(100) {
+        for &seq in chunk {
+            peer.send(&frame(info.mac, seq, length_of(seq)));
+        }
+        got.extend(receive(
+            &mut *rx,
+            &mut cache,
+            chunk.len(),
+            Duration::from_secs(5),
+        ));
+    }
+    let unique: HashSet<u32> = got.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        RX_FRAMES as usize,
+        "received {} of {RX_FRAMES}",
+        unique.len()
+    );
+    let stats = port.stats();
+    assert!(stats.rx_packets >= u64::from(RX_FRAMES));
+    assert_eq!(stats.rx_dropped, 0);
+
+    // Port to peer: 2000 frames through 256 transmit frames.
+    const TX_FRAMES: u32 = 2000;
+    let tx_before = veth.host_counter("tx_packets");
+    let receiver = {
+        let fd = peer.fd.try_clone().unwrap();
+        let peer = PeerSocket {
+            fd,
+            ifindex: peer.ifindex,
+        };
+        std::thread::spawn(move || {
+            let mut seen = HashSet::new();
+            while seen.len() < TX_FRAMES as usize {
+                match peer.recv_seq() {
+                    Some(seq) => {
+                        seen.insert(seq);
+                    }
+                    None => break,
+                }
+            }
+            seen
+        })
+    };
+    let mut seq = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut batch = Batch::new();
+    while seq < TX_FRAMES && Instant::now() < deadline {
+        while !batch.is_full() && seq < TX_FRAMES {
+            let mut pkt = cache.alloc().expect("pool buffer");
+            assert!(pkt.fill(&frame([0xff; 6], seq, length_of(seq))));
+            batch.push(pkt);
+            seq += 1;
+        }
+        tx.tx_burst(&mut batch, &mut cache);
+        if !batch.is_empty() {
+            // Ring or frames full: let the kernel catch up, then retry the rest.
+            tx.flush();
+            std::thread::yield_now();
+        }
+    }
+    assert!(batch.is_empty(), "the port stopped taking frames");
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle
+        && veth.host_counter("tx_packets") - tx_before < u64::from(TX_FRAMES)
+    {
+        tx.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seen = receiver.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        TX_FRAMES as usize,
+        "the peer received {} of {TX_FRAMES}",
+        seen.len()
+    );
+    assert!(veth.host_counter("tx_packets") - tx_before >= u64::from(TX_FRAMES));
+    let stats = port.stats();
+    assert_eq!(stats.tx_packets, u64::from(TX_FRAMES));
+    drop((rx, tx));
+    drop(cache);
+    assert_eq!(pool.available(), 4096, "every pool buffer came back");
+}
+
+#[test]
+fn native_mode_on_veth_both_ways() {
+    require_root!();
+    both_ways(XdpAttach::Auto, XdpMode::Native, "afxdp-native-copy");
+}
+
+#[test]
+fn generic_mode_both_ways() {
+    require_root!();
+    both_ways(XdpAttach::Generic, XdpMode::Generic, "afxdp-generic-copy");
+}
+
+/// Dropping the port detaches the program; the interface can be opened
+/// again at once, and queue handles come back when dropped.
+#[test]
+fn drop_detaches_and_queues_are_exclusive() {
+    require_root!();
+    let veth = Veth::new(1);
+    let port = open(&veth, AfXdpConfig::default());
+    let rx = port.rx_queue(0).unwrap();
+    assert!(port.rx_queue(0).is_err(), "a receive queue is taken once");
+    assert!(port.rx_queue(1).is_err(), "no queue 1");
+    drop(rx);
+    assert!(
+        port.rx_queue(0).is_ok(),
+        "a dropped handle gives the queue back"
+    );
+    assert!(
+        AfXdpPort::open("again", &veth.host, AfXdpConfig::default()).is_err(),
+        "a second port cannot take the interface's hook or queue"
+    );
+    drop(port);
+    assert!(!veth.host_has_xdp(), "the program is detached on drop");
+    let port = open(&veth, AfXdpConfig::default());
+    assert_eq!(port.mode(), XdpMode::Native);
+    drop(port);
+    assert!(!veth.host_has_xdp());
+}
+
+/// What cannot be done is refused with a reason, and leaves nothing behind.
+#[test]
+fn impossible_configurations_are_refused() {
+    require_root!();
+    let veth = Veth::new(1);
+    let e = AfXdpPort::open(
+        "p",
+        &veth.host,
+        AfXdpConfig {
+            zerocopy: true,
+            ..AfXdpConfig::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("zero-copy"), "{e}");
+    let e = AfXdpPort::open(
+        "p",
+        &veth.host,
+        AfXdpConfig {
+            queues: 2,
+            ..AfXdpConfig::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("2 queues asked for"), "{e}");
+    let e = AfXdpPort::open("p", "sx-missing0", AfXdpConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no interface"), "{e}");
+    assert!(!veth.host_has_xdp());
+    // And the interface is still usable.
+    drop(open(&veth, AfXdpConfig::default()));
+}
+
+/// Two queues: each has its own socket; what the peer sends from each CPU
+/// lands on the queue of that CPU's transmit queue on the peer, and both
+/// transmit queues reach the peer.
+#[test]
+fn two_queues() {
+    require_root!();
+    let veth = Veth::new(2);
+    let port = open(&veth, AfXdpConfig::default());
+    let info = port.info();
+    assert_eq!((info.rx_queues, info.tx_queues), (2, 2));
+    let peer = Arc::new(PeerSocket::open(&veth));
+    let pool = PacketPool::new("afxdp-test", 4096);
+    let mut cache = pool.cache(256);
+    let mut rx: Vec<_> = (0..2).map(|q| port.rx_queue(q).unwrap()).collect();
+
+    // The peer's packet socket picks its transmit queue (and so our receive
+    // queue) from the sending CPU; send from each CPU this process may use.
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| {
+            // SAFETY: an all-zero cpu_set_t is an empty set; the calls fill it.
+            let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+            // SAFETY: as above.
+            unsafe {
+                libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set)
+            };
+            // SAFETY: c < CPU_SETSIZE.
+            unsafe { libc::CPU_ISSET(c, &set) }
+        })
+        .collect();
+    let mut sent = 0u32;
+    for &cpu in &cpus {
+        let peer = peer.clone();
+        let mac = info.mac;
+        let first = sent;
+        std::thread::spawn(move || {
+            // SAFETY: as above; pins only this thread.
+            unsafe {
+                let mut set: libc::cpu_set_t = core::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            for seq in first..first + 100 {
+                peer.send(&frame(mac, seq, length_of(seq)));
+            }
+        })
+        .join()
+        .unwrap();
+        sent += 100;
+    }
+    let mut per_queue = [0usize; 2];
+    let mut all = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while all.len() < sent as usize && Instant::now() < deadline {
+        for (q, rx) in rx.iter_mut().enumerate() {
+            let seqs = receive(&mut **rx, &mut cache, 1, Duration::from_millis(1));
+            per_queue[q] += seqs.len();
+            all.extend(seqs);
+        }
+    }
+    assert_eq!(
+        all.len(),
+        sent as usize,
+        "received {} of {sent} ({per_queue:?} per queue)",
+        all.len()
+    );
+    if cpus.len() >= 2 {
+        assert!(
+            per_queue.iter().all(|&n| n > 0),
+            "both queues received: {per_queue:?}"
+        );
+    }
+
+    // Both transmit queues reach the peer.
+    for q in 0..2u16 {
+        let mut tx = port.tx_queue(q).unwrap();
+        let mut batch = Batch::new();
+        let seq = 10_000 + u32::from(q);
+        let mut pkt = cache.alloc().unwrap();
+        assert!(pkt.fill(&frame([0xff; 6], seq, length_of(seq))));
+        batch.push(pkt);
+        assert_eq!(tx.tx_burst(&mut batch, &mut cache), 1);
+        tx.flush();
+        assert_eq!(peer.recv_seq(), Some(seq), "from transmit queue {q}");
+    }
+}
