@@ -4,14 +4,16 @@
 //! | --- | --- |
 //! | `mem:NAME` | an in-memory port that receives nothing and counts and frees what it sends (for tests and dry runs of a configuration) |
 //! | `pcap:in=FILE,out=FILE[,repeat=true][,speed=X]` | reads frames from one capture file and writes what it sends to another; either side may be left out. `speed` replays at the recorded pace times X; `repeat` loops the input |
+//! | `afxdp:IFACE[,queues=N][,zerocopy][,skb]` | the Linux interface IFACE through AF_XDP sockets, one per queue: queues `0..N` of the interface (N defaults to the number of workers and must be at least that). The XDP program attaches natively where the driver can, else generically; `skb` forces the generic hook. `zerocopy` binds the sockets zero-copy (native hook and driver support needed; refused otherwise). The mode in use is logged and reported as the port's driver |
 //!
-//! afpacket, afxdp, tap, memif and dpdk are named but not available yet:
-//! the daemon refuses them with a clear error.
+//! afpacket, tap, memif and dpdk are named but not available yet: the
+//! daemon refuses them with a clear error.
 //!
 //! The spec is also the port's identity: an Interface object configures
 //! the port only if its `spec.backend` is the same string.
 
 use core::fmt;
+use sluice_dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, XdpAttach};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, RssMode};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
 use sluice_dataplane::io::{Port, PortError, PortInfo, PortStats, RxQueue, TxQueue};
@@ -31,9 +33,62 @@ pub enum Backend {
         /// when `None`.
         speed: Option<f64>,
     },
+    AfXdp {
+        iface: String,
+        /// Queue pairs; the number of workers when `None`.
+        queues: Option<u16>,
+        zerocopy: bool,
+        /// Attach to the generic (skb) hook only.
+        skb: bool,
+    },
 }
 
-const LATER: &[&str] = &["afpacket", "afxdp", "tap", "memif", "dpdk"];
+const LATER: &[&str] = &["afpacket", "tap", "memif", "dpdk"];
+
+/// Parses the part after `afxdp:`.
+fn parse_afxdp(s: &str, rest: &str) -> Result<Backend, String> {
+    let mut parts = rest.split(',');
+    let iface = parts.next().unwrap_or_default();
+    if iface.is_empty() || iface.contains('=') {
+        return Err(format!(
+            "{s:?}: expected afxdp:IFACE[,queues=N][,zerocopy][,skb]"
+        ));
+    }
+    if iface.len() > 15 || iface.contains(['/', ' ', '\t', ':']) {
+        return Err(format!(
+            "{s:?}: {iface:?} is not an interface name (at most 15 bytes, no '/', ':' or spaces)"
+        ));
+    }
+    let (mut queues, mut zerocopy, mut skb) = (None, false, false);
+    for part in parts {
+        match part.split_once('=') {
+            Some(("queues", v)) => {
+                let n: u16 = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    format!("{s:?}: queues must be a number from 1 to 65535, not {v:?}")
+                })?;
+                queues = Some(n);
+            }
+            None if part == "zerocopy" => zerocopy = true,
+            None if part == "skb" => skb = true,
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown option {part:?} (options: queues=N, zerocopy, skb)"
+                ))
+            }
+        }
+    }
+    if zerocopy && skb {
+        return Err(format!(
+            "{s:?}: zerocopy needs the native XDP hook, skb asks for the generic one; pick one"
+        ));
+    }
+    Ok(Backend::AfXdp {
+        iface: iface.to_string(),
+        queues,
+        zerocopy,
+        skb,
+    })
+}
 
 impl FromStr for Backend {
     type Err = String;
@@ -89,11 +144,12 @@ impl FromStr for Backend {
                     speed,
                 })
             }
+            "afxdp" => parse_afxdp(s, rest),
             k if LATER.contains(&k) => Err(format!(
-                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap)"
+                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, afxdp)"
             )),
             _ => Err(format!(
-                "{s:?}: unknown backend {kind:?}; expected mem:NAME or pcap:in=FILE,out=FILE"
+                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE or afxdp:IFACE"
             )),
         }
     }
@@ -167,6 +223,38 @@ impl Backend {
                     output,
                 }))
             }
+            Backend::AfXdp {
+                iface,
+                queues,
+                zerocopy,
+                skb,
+            } => {
+                let port = AfXdpPort::open(
+                    name,
+                    iface,
+                    AfXdpConfig {
+                        port_id: id,
+                        queues: queues.unwrap_or(u16::try_from(workers).unwrap_or(u16::MAX)),
+                        zerocopy: *zerocopy,
+                        attach: if *skb {
+                            XdpAttach::Generic
+                        } else {
+                            XdpAttach::Auto
+                        },
+                        ..AfXdpConfig::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(port)
+            }
+        }
+    }
+
+    /// The queue pairs the spec fixes, if it fixes them.
+    pub fn queues(&self) -> Option<u16> {
+        match self {
+            Backend::AfXdp { queues, .. } => *queues,
+            _ => None,
         }
     }
 }
@@ -176,6 +264,7 @@ impl fmt::Display for Backend {
         match self {
             Backend::Mem => f.write_str("mem"),
             Backend::Pcap { .. } => f.write_str("pcap"),
+            Backend::AfXdp { .. } => f.write_str("afxdp"),
         }
     }
 }
@@ -265,9 +354,57 @@ mod tests {
         );
         assert!("pcap:".parse::<Backend>().is_err());
         assert!("pcap:in=/a,colour=red".parse::<Backend>().is_err());
-        let e = "afxdp:eth0".parse::<Backend>().unwrap_err();
+        let e = "afpacket:eth0".parse::<Backend>().unwrap_err();
         assert!(e.contains("not available"), "{e}");
         assert!("bogus:x".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn afxdp_specs_parse() {
+        let afxdp = |iface: &str, queues, zerocopy, skb| Backend::AfXdp {
+            iface: iface.into(),
+            queues,
+            zerocopy,
+            skb,
+        };
+        let ok = |s: &str| s.parse::<Backend>().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok("afxdp:eth0"), afxdp("eth0", None, false, false));
+        assert_eq!(
+            ok("afxdp:ens1f0,queues=4,zerocopy"),
+            afxdp("ens1f0", Some(4), true, false)
+        );
+        assert_eq!(ok("afxdp:veth-r1,skb"), afxdp("veth-r1", None, false, true));
+        assert_eq!(
+            ok("afxdp:v0,skb,queues=2"),
+            afxdp("v0", Some(2), false, true)
+        );
+        assert_eq!(ok("afxdp:eth0").to_string(), "afxdp");
+        assert_eq!(ok("afxdp:eth0,queues=3").queues(), Some(3));
+        let err = |s: &str| s.parse::<Backend>().unwrap_err();
+        for (spec, says) in [
+            ("afxdp:", "expected afxdp:IFACE"),
+            ("afxdp", "expected afxdp:IFACE"),
+            ("afxdp:queues=2", "expected afxdp:IFACE"),
+            ("afxdp:a-name-that-is-too-long", "not an interface name"),
+            ("afxdp:a/b", "not an interface name"),
+            ("afxdp:eth0,queues=0", "queues must be"),
+            ("afxdp:eth0,queues=x", "queues must be"),
+            ("afxdp:eth0,queues=70000", "queues must be"),
+            ("afxdp:eth0,turbo", "unknown option \"turbo\""),
+            ("afxdp:eth0,zerocopy=1", "unknown option"),
+            ("afxdp:eth0,zerocopy,skb", "pick one"),
+        ] {
+            let e = err(spec);
+            assert!(e.contains(says), "{spec}: {e}");
+            assert!(e.starts_with(&format!("{spec:?}")), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn afxdp_on_a_missing_interface_says_so() {
+        let b: Backend = "afxdp:sx-absent0".parse().unwrap();
+        let e = b.open(0, "up0", 1).err().unwrap();
+        assert!(e.starts_with("port up0 (af_xdp on sx-absent0): "), "{e}");
     }
 
     #[test]
