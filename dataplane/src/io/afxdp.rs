@@ -3,7 +3,7 @@
 //!
 //! [`AfXdpPort::open`] opens one XSK socket per queue pair (queue `q` of the
 //! port is queue `q` of the interface), each with its own UMEM and four
-//! rings, loads the six-instruction XDP program of [`bpf`] with its XSKMAP,
+//! rings, loads the six-instruction XDP program (`afxdp/bpf.rs`) with its XSKMAP,
 //! puts each socket in the map under its queue id and attaches the program:
 //! natively (the driver's hook, `XDP_FLAGS_DRV_MODE`) where the driver has
 //! one, which includes veth, else generically (`XDP_FLAGS_SKB_MODE`, after
