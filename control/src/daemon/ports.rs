@@ -400,6 +400,55 @@ mod tests {
         }
     }
 
+    /// Opens real AF_XDP ports on a veth pair made for the test (root only).
+    #[test]
+    fn afxdp_ports_open_with_the_asked_hook_and_queues() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: AF_XDP needs root");
+            return;
+        }
+        struct Veth(String);
+        impl Drop for Veth {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "del", &self.0])
+                    .output();
+            }
+        }
+        let name = format!("sxc{}", std::process::id());
+        let veth = Veth(name.clone());
+        let ok = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &veth.0,
+                "numtxqueues",
+                "2",
+                "numrxqueues",
+                "2",
+            ])
+            .args(["type", "veth", "peer", "name", &format!("{name}p")])
+            .args(["numtxqueues", "2", "numrxqueues", "2"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link add");
+        let open = |spec: &str, workers| {
+            let b: Backend = spec.parse().unwrap();
+            b.open(0, "x", workers).map(|p| p.info())
+        };
+        let i = open(&format!("afxdp:{name}"), 2).unwrap();
+        assert_eq!(
+            (i.driver, i.rx_queues, i.tx_queues),
+            ("afxdp-native-copy", 2, 2)
+        );
+        let i = open(&format!("afxdp:{name},skb,queues=1"), 1).unwrap();
+        assert_eq!((i.driver, i.rx_queues), ("afxdp-generic-copy", 1));
+        let e = open(&format!("afxdp:{name}"), 3).unwrap_err();
+        assert!(e.contains("3 queues asked for"), "{e}");
+        drop(veth);
+    }
+
     #[test]
     fn afxdp_on_a_missing_interface_says_so() {
         let b: Backend = "afxdp:sx-absent0".parse().unwrap();
