@@ -3,8 +3,8 @@
 //!
 //! [`AfXdpPort::open`] opens one XSK socket per queue pair (queue `q` of the
 //! port is queue `q` of the interface), each with its own UMEM and four
-//! rings, loads the six-instruction XDP program (`afxdp/bpf.rs`) with its XSKMAP,
-//! puts each socket in the map under its queue id and attaches the program:
+//! rings, loads the six-instruction XDP program (`afxdp/bpf.rs`) with its
+//! XSKMAP, puts each socket in the map under its queue id and attaches it:
 //! natively (the driver's hook, `XDP_FLAGS_DRV_MODE`) where the driver has
 //! one, which includes veth, else generically (`XDP_FLAGS_SKB_MODE`, after
 //! the kernel built an skb). [`AfXdpPort::mode`] and `PortInfo::driver`
@@ -17,8 +17,8 @@
 //!
 //! Frames on queues without a socket, or arriving before the sockets are in
 //! the map, go to the kernel's stack (the program's fallback verdict is
-//! `XDP_PASS`). Dropping the port closes the sockets and the BPF link, which
-//! detaches the program.
+//! `XDP_PASS`). When the port and all its queue handles are gone, the
+//! sockets and the BPF link close, which detaches the program.
 //!
 //! **Memory.** The UMEM is separate from the [`PacketPool`]: receiving
 //! copies each frame out of the UMEM into a pool buffer and gives the UMEM
@@ -160,7 +160,8 @@ pub struct AfXdpPort {
 
 impl AfXdpPort {
     /// Opens `iface` (in the caller's network namespace) as the port `name`.
-    /// Needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or root).
+    /// Needs root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK
+    /// (or a memlock limit that covers the UMEMs: 16 MiB per queue by default).
     pub fn open(name: &str, iface: &str, cfg: AfXdpConfig) -> Result<Arc<AfXdpPort>, PortError> {
         let fail =
             |what: String| PortError::Backend(format!("port {name} (af_xdp on {iface}): {what}"));
