@@ -322,6 +322,14 @@ impl Config {
                     self.workers
                 ));
             }
+            if let Some(queues) = b.queues() {
+                if usize::from(queues) < self.workers {
+                    return Err(format!(
+                        "{at}.backend: {} workers need {} queues, the spec gives {queues}",
+                        self.workers, self.workers
+                    ));
+                }
+            }
             backends.push(b);
         }
         if self.ports.len() > sluice_dataplane::stats::MAX_PORTS {
@@ -470,9 +478,17 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         let dup = "[[port]]\nname = \"a\"\nbackend = \"mem:a\"\n[[port]]\nname = \"a\"\nbackend = \"mem:b\"\n";
         let e = Config::parse(dup).unwrap().check().unwrap_err();
         assert!(e.contains("port[1] (a).name"), "{e}");
-        let bad = "[[port]]\nname = \"a\"\nbackend = \"afxdp:eth0\"\n";
+        let bad = "[[port]]\nname = \"a\"\nbackend = \"afpacket:eth0\"\n";
         let e = Config::parse(bad).unwrap().check().unwrap_err();
         assert!(e.contains("port[0] (a).backend"), "{e}");
+        let few = "workers = 2\n[[port]]\nname = \"a\"\nbackend = \"afxdp:eth0,queues=1\"\n";
+        let e = Config::parse(few).unwrap().check().unwrap_err();
+        assert!(
+            e.contains("port[0] (a).backend: 2 workers need 2 queues"),
+            "{e}"
+        );
+        let enough = "workers = 2\n[[port]]\nname = \"a\"\nbackend = \"afxdp:eth0,queues=2\"\n";
+        assert!(Config::parse(enough).unwrap().check().is_ok());
         let two = "workers = 2\n[[port]]\nname = \"a\"\nbackend = \"pcap:out=/tmp/x.pcap\"\n";
         let e = Config::parse(two).unwrap().check().unwrap_err();
         assert!(e.contains("workers = 1"), "{e}");

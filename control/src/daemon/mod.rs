@@ -88,8 +88,10 @@ pub fn run(checked: Checked) -> Result<(), String> {
     }
     let mut ports: Vec<Arc<dyn Port>> = Vec::with_capacity(cfg.ports.len());
     for (id, (p, backend)) in cfg.ports.iter().zip(&checked.backends).enumerate() {
-        ports.push(backend.open(id as u16, &p.name, cfg.workers)?);
-        tracing::info!(port = %p.name, id, backend = %p.backend, "port opened");
+        let port = backend.open(id as u16, &p.name, cfg.workers)?;
+        let driver = port.info().driver;
+        tracing::info!(port = %p.name, id, backend = %p.backend, driver, "port opened");
+        ports.push(port);
     }
     let engine_cfg = EngineConfig {
         workers: cfg.workers,

@@ -7,15 +7,17 @@
 //! | `afpacket:IFACE[,v2][,queues=N]` | the Linux interface IFACE (in the daemon's network namespace) through AF_PACKET rings: TPACKET_V3 receive rings, or TPACKET_V2 with `v2` (lower latency when traffic is light); `queues` receive sockets in a hash fanout group (default: one per worker); one transmit ring per worker. Puts IFACE in promiscuous mode while open |
 //! | `tap:NAME` | creates the TAP device NAME (`%d` picks a free number), brings it up and is the far end of its link: what the host sends out of NAME the port receives. One queue pair per worker |
 //! | `dpdk:DEVICE[,DEVARGS]` | a device DPDK drives (sluiced built with `--features dpdk`): everything after `dpdk:` is DPDK's own device string, a PCI address (`dpdk:0000:01:00.0`) or a virtual device with its arguments (`dpdk:net_pcap0,rx_pcap=/in.pcap,tx_pcap=/out.pcap`); a queue pair per worker. EAL's arguments come from the configuration's `[dpdk]` section |
+//! | `afxdp:IFACE[,queues=N][,zerocopy][,skb]` | the Linux interface IFACE through AF_XDP sockets, one per queue: queues `0..N` of the interface (N defaults to the number of workers and must be at least that). The XDP program attaches natively where the driver can, else generically; `skb` forces the generic hook. `zerocopy` binds the sockets zero-copy (native hook and driver support needed; refused otherwise). The mode in use is logged and reported as the port's driver |
 //!
-//! afxdp and memif are named but not available yet, nor is dpdk in a
-//! build without the feature: the daemon refuses them with a clear error.
+//! memif is named but not available yet, nor is dpdk in a build without
+//! the feature: the daemon refuses them with a clear error.
 //!
 //! The spec is also the port's identity: an Interface object configures
 //! the port only if its `spec.backend` is the same string.
 
 use core::fmt;
 use sluice_dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, RxRingVersion};
+use sluice_dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, XdpAttach};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, RssMode};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
 use sluice_dataplane::io::tap::{TapConfig, TapPort};
@@ -51,9 +53,17 @@ pub enum Backend {
     Tap {
         name: String,
     },
+    AfXdp {
+        iface: String,
+        /// Queue pairs; the number of workers when `None`.
+        queues: Option<u16>,
+        zerocopy: bool,
+        /// Attach to the generic (skb) hook only.
+        skb: bool,
+    },
 }
 
-const LATER: &[&str] = &["afxdp", "memif"];
+const LATER: &[&str] = &["memif"];
 
 /// Checks a Linux interface name: 1 to 15 bytes, no `/`, `,`, `:`,
 /// whitespace or NUL.
@@ -72,6 +82,51 @@ fn interface_name(spec: &str, name: &str) -> Result<String, String> {
             "{spec:?}: {name:?} is not an interface name (1 to 15 bytes, no '/', ',', ':' or spaces)"
         ))
     }
+}
+
+/// Parses the part after `afxdp:`.
+fn parse_afxdp(s: &str, rest: &str) -> Result<Backend, String> {
+    let mut parts = rest.split(',');
+    let iface = parts.next().unwrap_or_default();
+    if iface.is_empty() || iface.contains('=') {
+        return Err(format!(
+            "{s:?}: expected afxdp:IFACE[,queues=N][,zerocopy][,skb]"
+        ));
+    }
+    if iface.len() > 15 || iface.contains(['/', ' ', '\t', ':']) {
+        return Err(format!(
+            "{s:?}: {iface:?} is not an interface name (at most 15 bytes, no '/', ':' or spaces)"
+        ));
+    }
+    let (mut queues, mut zerocopy, mut skb) = (None, false, false);
+    for part in parts {
+        match part.split_once('=') {
+            Some(("queues", v)) => {
+                let n: u16 = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    format!("{s:?}: queues must be a number from 1 to 65535, not {v:?}")
+                })?;
+                queues = Some(n);
+            }
+            None if part == "zerocopy" => zerocopy = true,
+            None if part == "skb" => skb = true,
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown option {part:?} (options: queues=N, zerocopy, skb)"
+                ))
+            }
+        }
+    }
+    if zerocopy && skb {
+        return Err(format!(
+            "{s:?}: zerocopy needs the native XDP hook, skb asks for the generic one; pick one"
+        ));
+    }
+    Ok(Backend::AfXdp {
+        iface: iface.to_string(),
+        queues,
+        zerocopy,
+        skb,
+    })
 }
 
 impl FromStr for Backend {
@@ -159,11 +214,12 @@ impl FromStr for Backend {
             "tap" => Ok(Backend::Tap {
                 name: interface_name(s, rest).map_err(|e| format!("{e}; expected tap:NAME"))?,
             }),
+            "afxdp" => parse_afxdp(s, rest),
             k if LATER.contains(&k) => Err(format!(
-                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, afpacket, tap, and dpdk in a build with the dpdk feature)"
+                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, afpacket, afxdp, tap, and dpdk in a build with the dpdk feature)"
             )),
             _ => Err(format!(
-                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE, afpacket:IFACE, tap:NAME or dpdk:DEVICE"
+                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE, afpacket:IFACE, afxdp:IFACE, tap:NAME or dpdk:DEVICE"
             )),
         }
     }
@@ -288,6 +344,30 @@ impl Backend {
                 .map_err(|e| e.to_string())?;
                 Ok(port)
             }
+            Backend::AfXdp {
+                iface,
+                queues,
+                zerocopy,
+                skb,
+            } => {
+                let port = AfXdpPort::open(
+                    name,
+                    iface,
+                    AfXdpConfig {
+                        port_id: id,
+                        queues: queues.unwrap_or(u16::try_from(workers).unwrap_or(u16::MAX)),
+                        zerocopy: *zerocopy,
+                        attach: if *skb {
+                            XdpAttach::Generic
+                        } else {
+                            XdpAttach::Auto
+                        },
+                        ..AfXdpConfig::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(port)
+            }
             Backend::AfPacket {
                 interface,
                 v2,
@@ -327,6 +407,14 @@ impl Backend {
             }
         }
     }
+
+    /// The queue pairs the spec fixes, if it fixes them.
+    pub fn queues(&self) -> Option<u16> {
+        match self {
+            Backend::AfXdp { queues, .. } => *queues,
+            _ => None,
+        }
+    }
 }
 
 /// Starts DPDK's EAL with the `[dpdk]` section's arguments, once, before
@@ -354,6 +442,7 @@ impl fmt::Display for Backend {
             Backend::Dpdk { .. } => f.write_str("dpdk"),
             Backend::AfPacket { .. } => f.write_str("afpacket"),
             Backend::Tap { .. } => f.write_str("tap"),
+            Backend::AfXdp { .. } => f.write_str("afxdp"),
         }
     }
 }
@@ -443,7 +532,7 @@ mod tests {
         );
         assert!("pcap:".parse::<Backend>().is_err());
         assert!("pcap:in=/a,colour=red".parse::<Backend>().is_err());
-        let e = "afxdp:eth0".parse::<Backend>().unwrap_err();
+        let e = "afpacket:eth0".parse::<Backend>().unwrap_err();
         assert!(e.contains("not available"), "{e}");
         assert!("bogus:x".parse::<Backend>().is_err());
         let dpdk = "dpdk:net_pcap0,rx_pcap=/a.pcap".parse::<Backend>();
@@ -529,6 +618,103 @@ mod tests {
             .unwrap();
         assert!(e.starts_with("port p0: "), "{e}");
         assert!(e.contains("sluice-none0"), "{e}");
+    }
+
+    #[test]
+    fn afxdp_specs_parse() {
+        let afxdp = |iface: &str, queues, zerocopy, skb| Backend::AfXdp {
+            iface: iface.into(),
+            queues,
+            zerocopy,
+            skb,
+        };
+        let ok = |s: &str| s.parse::<Backend>().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok("afxdp:eth0"), afxdp("eth0", None, false, false));
+        assert_eq!(
+            ok("afxdp:ens1f0,queues=4,zerocopy"),
+            afxdp("ens1f0", Some(4), true, false)
+        );
+        assert_eq!(ok("afxdp:veth-r1,skb"), afxdp("veth-r1", None, false, true));
+        assert_eq!(
+            ok("afxdp:v0,skb,queues=2"),
+            afxdp("v0", Some(2), false, true)
+        );
+        assert_eq!(ok("afxdp:eth0").to_string(), "afxdp");
+        assert_eq!(ok("afxdp:eth0,queues=3").queues(), Some(3));
+        let err = |s: &str| s.parse::<Backend>().unwrap_err();
+        for (spec, says) in [
+            ("afxdp:", "expected afxdp:IFACE"),
+            ("afxdp", "expected afxdp:IFACE"),
+            ("afxdp:queues=2", "expected afxdp:IFACE"),
+            ("afxdp:a-name-that-is-too-long", "not an interface name"),
+            ("afxdp:a/b", "not an interface name"),
+            ("afxdp:eth0,queues=0", "queues must be"),
+            ("afxdp:eth0,queues=x", "queues must be"),
+            ("afxdp:eth0,queues=70000", "queues must be"),
+            ("afxdp:eth0,turbo", "unknown option \"turbo\""),
+            ("afxdp:eth0,zerocopy=1", "unknown option"),
+            ("afxdp:eth0,zerocopy,skb", "pick one"),
+        ] {
+            let e = err(spec);
+            assert!(e.contains(says), "{spec}: {e}");
+            assert!(e.starts_with(&format!("{spec:?}")), "{spec}: {e}");
+        }
+    }
+
+    /// Opens real AF_XDP ports on a veth pair made for the test (root only).
+    #[test]
+    fn afxdp_ports_open_with_the_asked_hook_and_queues() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: AF_XDP needs root");
+            return;
+        }
+        struct Veth(String);
+        impl Drop for Veth {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "del", &self.0])
+                    .output();
+            }
+        }
+        let name = format!("sxc{}", std::process::id());
+        let veth = Veth(name.clone());
+        let ok = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &veth.0,
+                "numtxqueues",
+                "2",
+                "numrxqueues",
+                "2",
+            ])
+            .args(["type", "veth", "peer", "name", &format!("{name}p")])
+            .args(["numtxqueues", "2", "numrxqueues", "2"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link add");
+        let open = |spec: &str, workers| {
+            let b: Backend = spec.parse().unwrap();
+            b.open(0, "x", workers).map(|p| p.info())
+        };
+        let i = open(&format!("afxdp:{name}"), 2).unwrap();
+        assert_eq!(
+            (i.driver, i.rx_queues, i.tx_queues),
+            ("afxdp-native-copy", 2, 2)
+        );
+        let i = open(&format!("afxdp:{name},skb,queues=1"), 1).unwrap();
+        assert_eq!((i.driver, i.rx_queues), ("afxdp-generic-copy", 1));
+        let e = open(&format!("afxdp:{name}"), 3).unwrap_err();
+        assert!(e.contains("3 queues asked for"), "{e}");
+        drop(veth);
+    }
+
+    #[test]
+    fn afxdp_on_a_missing_interface_says_so() {
+        let b: Backend = "afxdp:sx-absent0".parse().unwrap();
+        let e = b.open(0, "up0", 1).err().unwrap();
+        assert!(e.starts_with("port up0 (af_xdp on sx-absent0): "), "{e}");
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //!
 //! Backends: [`mem`] (in-process rings with software RSS, replay and sink
 //! modes), [`pcap`] (read and write capture files), [`afpacket`] (a Linux
-//! interface through memory-mapped AF_PACKET rings), [`tap`] (a TAP
-//! device the port creates) and, with the `dpdk` cargo feature, `dpdk`
-//! (any device DPDK drives).
+//! interface through memory-mapped AF_PACKET rings), `afxdp` (a Linux
+//! interface through AF_XDP sockets, Linux only), [`tap`] (a TAP device
+//! the port creates) and, with the `dpdk` cargo feature, `dpdk` (any device
+//! DPDK drives).
 
 pub mod afpacket;
+#[cfg(target_os = "linux")]
+pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
