@@ -532,7 +532,7 @@ mod tests {
         );
         assert!("pcap:".parse::<Backend>().is_err());
         assert!("pcap:in=/a,colour=red".parse::<Backend>().is_err());
-        let e = "afpacket:eth0".parse::<Backend>().unwrap_err();
+        let e = "memif:/run/x.sock".parse::<Backend>().unwrap_err();
         assert!(e.contains("not available"), "{e}");
         assert!("bogus:x".parse::<Backend>().is_err());
         let dpdk = "dpdk:net_pcap0,rx_pcap=/a.pcap".parse::<Backend>();
