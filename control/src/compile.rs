@@ -26,14 +26,14 @@
 //! the API configures them.
 
 use crate::bandwidth::compile_bandwidth;
-use crate::policy::compile_policy;
-use sluice_dataplane::tables::policy::PolicyTable;
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
+use crate::policy::compile_policy;
 use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
 use core::fmt;
 use ipnet::IpNet;
 use sluice_dataplane::tables::bandwidth::BandwidthTable;
+use sluice_dataplane::tables::policy::PolicyTable;
 use sluice_dataplane::tables::{
     NextHopSpec, NodeIdentity, PortId, RouteTarget, Tables, TablesBuilder,
 };

@@ -412,10 +412,11 @@ fn start_up_errors_are_one_line_and_exit_non_zero() {
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].contains("needs TLS"), "{}", log[0]);
 
-    // A backend this build does not have.
+    // A backend that does not exist (refused before anything is opened:
+    // a test must never open the machine's own interfaces).
     let config = write(
         "backend.toml",
-        format!("{base}[[port]]\nname = \"p0\"\nbackend = \"afxdp:eth0\"\n"),
+        format!("{base}[[port]]\nname = \"p0\"\nbackend = \"warp:eth0\"\n"),
     );
     let (status, log) = Daemon::spawn(&config, &[]).wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));

@@ -192,6 +192,12 @@ impl Lab {
     }
 
     fn start_sluiced(&mut self, options: &str) {
+        self.start_sluiced_with(options, "");
+    }
+
+    /// [`start_sluiced`](Lab::start_sluiced) with more configuration (TOML
+    /// that goes after `[node]`'s name).
+    fn start_sluiced_with(&mut self, options: &str, node_extra: &str) {
         let (api, dir) = (&self.api, &self.dir);
         let config = dir.join("sluiced.toml");
         std::fs::write(
@@ -204,6 +210,7 @@ cores = [{core}]
 
 [node]
 name = "router"
+{node_extra}
 
 [api]
 listen = ["{api}"]
@@ -218,6 +225,7 @@ backend = "afpacket:r1{options}"
 "#,
                 state = dir.join("state").display(),
                 core = worker_core(),
+                node_extra = node_extra,
             ),
         )
         .unwrap();
@@ -357,6 +365,142 @@ spec:
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Services through sluiced with curl as the client: a ClusterIP spreads
+/// new connections over three servers, a NodePort on the router's address
+/// reaches them, and sessionAffinity ClientIP keeps the client on one.
+#[test]
+fn services_through_sluice_on_afpacket() {
+    if !tools_present("services_through_sluice_on_afpacket") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::build("svc");
+    lab.start_sluiced_with(
+        "",
+        "addresses = [\"10.1.0.1\", \"10.2.0.1\"]\n\n[services]\nservice_cidrs = [\"10.96.0.0/12\"]",
+    );
+    // Three servers on the server's link, each saying who it is.
+    let servers = ["10.2.0.2", "10.2.0.3", "10.2.0.4"];
+    for (i, ip) in servers.iter().enumerate() {
+        if i > 0 {
+            lab.server
+                .ip(&["addr", "add", &format!("{ip}/24"), "dev", "s0"]);
+        }
+        let root = lab.dir.join(format!("www{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("who"), ip).unwrap();
+        let mut cmd = lab.server.command("/usr/bin/python3");
+        die_with_test(&mut cmd);
+        cmd.args(["-m", "http.server", "8080", "--bind", ip, "--directory"])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        lab.servers
+            .push(cmd.spawn().expect("python3 -m http.server starts"));
+    }
+    let manifest = lab.dir.join("web.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: shop}
+spec:
+  clusterIP: 10.96.0.11
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- addresses: ["10.2.0.2"]
+- addresses: ["10.2.0.3"]
+- addresses: ["10.2.0.4"]
+ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: sticky-1, namespace: shop, labels: {kubernetes.io/service-name: sticky}}
+addressType: IPv4
+endpoints:
+- addresses: ["10.2.0.2"]
+- addresses: ["10.2.0.3"]
+- addresses: ["10.2.0.4"]
+ports: [{name: http, port: 8080, protocol: TCP}]
+"#,
+    )
+    .unwrap();
+    sluicectl_ok(
+        &lab.api,
+        &["apply", "-f", manifest.to_str().unwrap(), "--wait"],
+    );
+    for ip in servers {
+        lab.reach(ip);
+    }
+    // Who answers `url`, retrying while a server starts.
+    let who = |url: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = lab.client.try_sh(&format!("curl -sS --max-time 5 {url}"));
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url}: {}\nstats: {}",
+                String::from_utf8_lossy(&out.stderr),
+                sluicectl_ok(&lab.api, &["stats", "-o", "json"])
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..30 {
+        *seen.entry(who("http://10.96.0.10/who")).or_insert(0) += 1;
+    }
+    assert!(
+        seen.keys().all(|k| servers.contains(&k.as_str())),
+        "only the endpoints answer: {seen:?}"
+    );
+    assert!(
+        seen.len() >= 2,
+        "connections spread over the endpoints: {seen:?}"
+    );
+    let via_node_port = who("http://10.1.0.1:30080/who");
+    assert!(servers.contains(&via_node_port.as_str()), "{via_node_port}");
+    let sticky: std::collections::BTreeSet<String> =
+        (0..10).map(|_| who("http://10.96.0.11/who")).collect();
+    assert_eq!(sticky.len(), 1, "session affinity: {sticky:?}");
+    // A port the ClusterIP does not serve is refused at once (a reset),
+    // not left to time out.
+    let t = Instant::now();
+    let out = lab
+        .client
+        .try_sh("curl -sS --max-time 5 http://10.96.0.10:81/");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "curl: cannot connect: {err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "refused, not timed out"
+    );
+    let s = lab.stats();
+    assert!(s["events"]["ct_created"].as_u64().unwrap_or(0) >= 41, "{s}");
+    assert_eq!(lab.router_kernel_forwarded(), (0, 0));
 }
 
 fn neighbour_mac(ns: &Netns, family: &str, ip: &str) -> String {
