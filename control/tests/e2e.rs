@@ -503,6 +503,64 @@ ports: [{name: http, port: 8080, protocol: TCP}]
     assert_eq!(lab.router_kernel_forwarded(), (0, 0));
 }
 
+/// A pod's bandwidth limit holds for a real TCP download: the server is a
+/// pod limited to 20 Mbit/s egress (shaped, 25 ms queue); curl settles
+/// near that rate, without collapsing.
+#[test]
+fn a_shaped_pod_s_tcp_settles_near_its_rate() {
+    if !tools_present("a_shaped_pod_s_tcp_settles_near_its_rate") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::start("bw", "");
+    let f = std::fs::File::create(lab.dir.join("www/eight")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    lab.reach("10.2.0.2");
+    lab.fetch("http://10.2.0.2:8080/blob");
+    let unlimited = lab.download_rate("http://10.2.0.2:8080/eight") * 8.0;
+    let manifest = lab.dir.join("bw.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: default}
+spec: {containers: [{name: http, image: python}]}
+status: {podIPs: [{ip: 10.2.0.2}]}
+---
+apiVersion: sluice.dev/v1
+kind: Bandwidth
+metadata: {name: server, namespace: default}
+spec: {pod: {name: server}, egressRate: 20000000, egressBurst: 200000}
+"#,
+    )
+    .unwrap();
+    sluicectl_ok(
+        &lab.api,
+        &["apply", "-f", manifest.to_str().unwrap(), "--wait"],
+    );
+    let rates: Vec<f64> = (0..2)
+        .map(|_| lab.download_rate("http://10.2.0.2:8080/eight") * 8.0)
+        .collect();
+    eprintln!(
+        "TCP download: unlimited {:.1} Mbit/s; limited to 20 Mbit/s: {:.1?} Mbit/s",
+        unlimited / 1e6,
+        rates.iter().map(|r| r / 1e6).collect::<Vec<_>>()
+    );
+    assert!(unlimited > 40e6, "the path itself is faster than the limit");
+    for r in &rates {
+        assert!(
+            (16e6..=20.5e6).contains(r),
+            "settles near 20 Mbit/s: {:.1} Mbit/s",
+            r / 1e6
+        );
+    }
+    let out = sluicectl_ok(&lab.api, &["get", "bandwidth"]);
+    assert!(
+        out.contains("default/server") && out.contains("egress"),
+        "{out}"
+    );
+}
+
 fn neighbour_mac(ns: &Netns, family: &str, ip: &str) -> String {
     ns.ip(&[family, "neigh", "show", ip])
 }
