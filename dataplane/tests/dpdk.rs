@@ -2,7 +2,8 @@
 //!
 //! EAL can be initialised once per process, so this binary holds one test
 //! that runs the cases in order, sharing one EAL: no hugepages
-//! (`--no-huge -m 512`), no PCI, the virtual devices the cases use.
+//! (`--no-huge -m 512`), no shared runtime files (`--no-shconf`), no PCI,
+//! the virtual devices the cases use.
 //!
 //! * `router_between_rings`: frames injected into `net_ring0` are routed by
 //!   a worker (the router pipeline, polled here) out of `net_ring1`, read
@@ -37,10 +38,10 @@ fn dpdk() -> &'static Dpdk {
             "512",
             "--no-pci",
             "--no-telemetry",
+            // No runtime files under /var/run/dpdk: nothing to clean up.
+            "--no-shconf",
             "--log-level",
             "lib.eal:warning",
-            "--file-prefix",
-            &format!("sluice-test-{}", std::process::id()),
             "--vdev",
             "net_ring0",
             "--vdev",

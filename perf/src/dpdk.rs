@@ -15,8 +15,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct DpdkParams {
     /// EAL arguments (split on spaces). Default: `--in-memory` when the
-    /// machine has free hugepages, else `--no-huge -m 1024 --file-prefix
-    /// sluice-perf-PID`; always `--no-pci --no-telemetry`.
+    /// machine has free hugepages, else `--no-huge -m 1024 --no-shconf`;
+    /// always `--no-pci --no-telemetry`.
     #[arg(long, allow_hyphen_values = true)]
     pub eal: Option<String>,
     /// Copy each received frame into Sluice's pool instead of carrying the
@@ -45,10 +45,7 @@ pub fn eal_args(p: &DpdkParams) -> Vec<String> {
     let base = match &p.eal {
         Some(s) => s.clone(),
         None if free_hugepages() >= 512 => "--in-memory".to_string(),
-        None => format!(
-            "--no-huge -m 1024 --file-prefix sluice-perf-{}",
-            std::process::id()
-        ),
+        None => "--no-huge -m 1024 --no-shconf".to_string(),
     };
     let mut args: Vec<String> = base.split_whitespace().map(String::from).collect();
     for a in ["--no-pci", "--no-telemetry"] {
