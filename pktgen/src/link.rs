@@ -1,8 +1,9 @@
 //! An in-memory link that loses, duplicates, delays and rate-limits: what
 //! one end transmits arrives at the other end's receive queue (a loopback
 //! when the generator holds both), after `delay`, minus a fraction `loss`
-//! of the packets chosen at random, plus a copy of a fraction `dup`, and
-//! minus whatever exceeds `cap` packets per second. For tests of the measurement (the loss and latency it reports
+//! of the packets chosen at random, plus a copy of a fraction `dup`, with a
+//! fraction `reorder` held back behind the packet after them, and minus
+//! whatever exceeds `cap` packets per second. For tests of the measurement (the loss and latency it reports
 //! must be the configured ones) and a stand-in device for RFC 2544 runs.
 //!
 //! A transmitted packet goes into one bounded ring with the time it is due;
@@ -28,6 +29,9 @@ pub struct LinkConfig {
     pub loss: f64,
     /// Fraction of the packets that arrive twice, 0 to 1.
     pub dup: f64,
+    /// Fraction of the packets held back and delivered after the next
+    /// one, 0 to 1.
+    pub reorder: f64,
     /// Time from transmit to receive.
     pub delay_ns: u64,
     /// Packets the link holds in flight.
@@ -45,6 +49,7 @@ impl Default for LinkConfig {
         LinkConfig {
             loss: 0.0,
             dup: 0.0,
+            reorder: 0.0,
             delay_ns: 0,
             ring: 16384,
             cap_pps: None,
@@ -75,6 +80,12 @@ impl LinkPort {
             return Err(PortError::Backend(format!(
                 "{name}: loss must be within 0-100%, got {}",
                 cfg.loss
+            )));
+        }
+        if !(0.0..=1.0).contains(&cfg.reorder) {
+            return Err(PortError::Backend(format!(
+                "{name}: reorder must be within 0-100%, got {}",
+                cfg.reorder
             )));
         }
         if !(0.0..=1.0).contains(&cfg.dup) {
@@ -142,6 +153,9 @@ impl Port for LinkPort {
             lossy: cfg.loss > 0.0,
             dup_threshold: (cfg.dup * u64::MAX as f64) as u64,
             dups: cfg.dup > 0.0,
+            reorder_threshold: (cfg.reorder * u64::MAX as f64) as u64,
+            reorders: cfg.reorder > 0.0,
+            held: None,
             tokens: cap_depth(cfg.cap_pps.unwrap_or(0.0), cfg.cap_depth),
             last_ns: None,
         }))
@@ -172,6 +186,10 @@ struct LinkTx {
     lossy: bool,
     dup_threshold: u64,
     dups: bool,
+    reorder_threshold: u64,
+    reorders: bool,
+    /// A packet held back to go after the next one.
+    held: Option<(Packet, u64)>,
     /// Token bucket of the cap (packets), and when it was last filled.
     tokens: f64,
     last_ns: Option<u64>,
@@ -224,9 +242,22 @@ impl TxQueue for LinkTx {
             } else {
                 None
             };
+            if self.reorders && self.held.is_none() && self.rng.next_u64() < self.reorder_threshold
+            {
+                self.held = Some((pkt, due));
+                continue;
+            }
             if let Err((pkt, _)) = ring.push((pkt, due)) {
                 lost += 1;
                 pool.free(pkt);
+            }
+            if let Some((h, h_due)) = self.held.take() {
+                // Behind the packet that overtook it (due no earlier, so
+                // the ring's due times stay in order).
+                if let Err((h, _)) = ring.push((h, h_due.max(due))) {
+                    lost += 1;
+                    pool.free(h);
+                }
             }
             if let Some(c) = copy {
                 if let Err((c, _)) = ring.push((c, due)) {
@@ -244,10 +275,27 @@ impl TxQueue for LinkTx {
         }
         taken
     }
+
+    fn flush(&mut self) {
+        self.release_held();
+    }
+}
+
+impl LinkTx {
+    /// Sends a held-back packet now (nothing came to overtake it).
+    fn release_held(&mut self) {
+        if let Some((h, due)) = self.held.take() {
+            if let Err((h, _)) = self.shared.ring.push((h, due)) {
+                bump(&self.shared.counters.rx_dropped, 1);
+                drop(h);
+            }
+        }
+    }
 }
 
 impl Drop for LinkTx {
     fn drop(&mut self) {
+        self.release_held();
         self.shared.tx_taken.store(false, Ordering::Release);
     }
 }

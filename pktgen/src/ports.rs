@@ -2,7 +2,7 @@
 //!
 //! | spec | port |
 //! |---|---|
-//! | `mem:loop[,loss=1%][,dup=1%][,delay=100us][,cap=1mpps][,depth=N][,ring=16384][,seed=1]` | an in-memory link back to the generator ([`crate::link`]) |
+//! | `mem:loop[,loss=1%][,dup=1%][,reorder=1%][,delay=100us][,cap=1mpps][,depth=N][,ring=16384][,seed=1]` | an in-memory link back to the generator ([`crate::link`]) |
 //! | `mem:sink` | counts and frees everything (the dataplane's `MemPort::sink`) |
 //! | `pcap:out=FILE[,snaplen=N]` | writes every frame to a capture |
 //! | `pcap:in=FILE[,speed=X][,repeat]` | receives a capture's frames, at their recorded pace scaled by X (or as fast as possible without `speed`) |
@@ -88,6 +88,10 @@ impl PortSpec {
                 let mut cfg = LinkConfig::default();
                 for (k, v) in opts {
                     match k {
+                        "reorder" => {
+                            cfg.reorder =
+                                parse_fraction(v).map_err(|m| err(format!("reorder: {m}")))?
+                        }
                         "dup" => {
                             cfg.dup = parse_fraction(v).map_err(|m| err(format!("dup: {m}")))?
                         }
@@ -129,7 +133,7 @@ impl PortSpec {
                         }
                         other => {
                             return Err(err(format!(
-                            "unknown option {other:?} (loss, dup, delay, cap, depth, ring, seed)"
+                            "unknown option {other:?} (loss, dup, reorder, delay, cap, depth, ring, seed)"
                         )))
                         }
                     }
