@@ -666,8 +666,9 @@ fn tpacket_v2_rings_with_two_fanout_queues_carry_tcp() {
 
 /// One TCP stream's throughput through Sluice and, on the same namespaces,
 /// veths and offload settings, through the router namespace's kernel:
-/// curl downloads a 1 GiB file from `python3 -m http.server`. Not part of
-/// the suite (it takes a while and measures the machine); run it with
+/// curl downloads a 1 GiB file (`SLUICE_TPUT_MIB` sets the size) from
+/// `python3 -m http.server`, three times each. Not part of the suite (it
+/// takes a while and measures the machine); run it with
 /// `cargo test --release -p sluice-control --test e2e -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -678,7 +679,11 @@ fn one_tcp_stream_through_sluice_and_through_the_kernel() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let big = |lab: &Lab| {
         let f = std::fs::File::create(lab.dir.join("www/big")).unwrap();
-        f.set_len(1 << 30).unwrap();
+        let mib: u64 = std::env::var("SLUICE_TPUT_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024);
+        f.set_len(mib << 20).unwrap();
     };
     let gbit = |bytes_per_s: f64| bytes_per_s * 8.0 / 1e9;
 
