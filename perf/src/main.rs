@@ -7,6 +7,7 @@
 
 mod l3fwd;
 mod machine;
+mod policy;
 mod service_lb;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
         params: l3fwd::Params,
         #[command(flatten)]
         service: service_lb::Params,
+        #[command(flatten)]
+        policy: policy::PolicyParams,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -46,13 +49,25 @@ fn main() {
             println!("parse      io plus the parse stage (for the cost breakdown of l3fwd)");
             println!("parse-route  io plus parse and route, without the rewrite (for the cost breakdown)");
             println!("service-lb 10k ClusterIP Services x 10 endpoints, 1M established connections, 10% new: the Kubernetes node pipeline");
+            println!("policy     service-lb with 10k NetworkPolicies and 1k ClusterNetworkPolicies over the 100k endpoint pods; compile time and table size");
         }
         Command::Run {
             scenario,
             params,
             service,
+            policy,
             json,
         } => {
+            if scenario == "policy" {
+                match policy::run(&service, &policy, params.seconds, !json) {
+                    Ok(report) => print(&report, json),
+                    Err(e) => {
+                        eprintln!("sluice-perf: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                return;
+            }
             if scenario == "service-lb" {
                 match service_lb::run(&service, params.seconds, !json) {
                     Ok(report) => print(&report, json),
