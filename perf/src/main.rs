@@ -12,6 +12,7 @@ mod l3fwd;
 mod machine;
 mod measure;
 mod pktgen;
+mod policy;
 mod service_lb;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
         #[cfg(feature = "dpdk")]
         #[command(flatten)]
         dpdk: dpdk::DpdkParams,
+        #[command(flatten)]
+        policy: policy::PolicyParams,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -63,6 +66,7 @@ fn main() {
             }
             println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
             println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
+            println!("policy     service-lb with 10k NetworkPolicies and 1k ClusterNetworkPolicies over the 100k endpoint pods; compile time and table size");
         }
         Command::Run {
             scenario,
@@ -70,8 +74,19 @@ fn main() {
             service,
             #[cfg(feature = "dpdk")]
             dpdk,
+            policy,
             json,
         } => {
+            if scenario == "policy" {
+                match policy::run(&service, &policy, params.seconds, !json) {
+                    Ok(report) => print(&report, json),
+                    Err(e) => {
+                        eprintln!("sluice-perf: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                return;
+            }
             if scenario == "service-lb" {
                 match service_lb::run(&service, params.seconds, !json) {
                     Ok(report) => print(&report, json),

@@ -399,15 +399,30 @@ impl RxQueue for GenRx {
 }
 
 pub fn run(p: &Params, seconds: u64, progress: bool) -> Result<Report, String> {
+    run_scenario("service-lb", p, seconds, progress, None)
+}
+
+/// The scenario, with a policy table in the generation when given (the
+/// `policy` scenario).
+pub fn run_scenario(
+    name: &str,
+    p: &Params,
+    seconds: u64,
+    progress: bool,
+    policy: Option<sluice_dataplane::tables::policy::PolicyTable>,
+) -> Result<Report, String> {
     let machine = machine::describe();
     if p.services == 0 || p.endpoints == 0 || p.connections == 0 {
         return Err("--services, --endpoints and --connections must be at least 1".into());
     }
     let t_build = Instant::now();
-    let (tables, rings) = build_tables(p)?;
+    let (mut tables, rings) = build_tables(p)?;
+    if let Some(policy) = policy {
+        tables.policy = policy;
+    }
     if progress {
         eprintln!(
-            "service-lb: {} services x {} endpoints built in {:.2}s",
+            "{name}: {} services x {} endpoints built in {:.2}s",
             p.services,
             p.endpoints,
             t_build.elapsed().as_secs_f64()
@@ -504,15 +519,15 @@ pub fn run(p: &Params, seconds: u64, progress: bool) -> Result<Report, String> {
     }
     let warmup_seconds = warm.elapsed().as_secs_f64();
     if progress {
-        eprintln!("service-lb: warm-up done in {warmup_seconds:.2}s");
+        eprintln!("{name}: warm-up done in {warmup_seconds:.2}s");
     }
     std::thread::sleep(Duration::from_secs(1));
-    let m = crate::measure::measure(engine, seconds, "service-lb", progress);
+    let m = crate::measure::measure(engine, seconds, name, progress);
     let ev =
         |s: &sluice_dataplane::stats::StatsSnapshot, k: &str| s.events.get(k).copied().unwrap_or(0);
     let (s0, s1, dt) = (&m.before, &m.after, m.seconds);
     Ok(Report {
-        scenario: "service-lb".into(),
+        scenario: name.into(),
         params: p.clone(),
         seconds,
         frame_size: 64,
