@@ -556,6 +556,7 @@ impl ServiceCompiler {
             let v = &entry.rules.view;
             self.table
                 .count_cluster_ip(family_num(v.family), addr_bits(v.cluster_ip), -1);
+            count_endpoints(&mut self.table, v, -1);
             old_ids.insert(pid, entry.id);
         }
         if ports.is_empty() {
@@ -576,6 +577,7 @@ impl ServiceCompiler {
             let v = &rules.view;
             self.table
                 .count_cluster_ip(family_num(v.family), addr_bits(v.cluster_ip), 1);
+            count_endpoints(&mut self.table, v, 1);
             self.ports.insert(pid.clone(), PortEntry { rules, id });
             pids.push(pid);
         }
@@ -855,6 +857,25 @@ fn distinct_rings(f: &Frontend) -> Vec<Arc<ServiceRing>> {
     out
 }
 
+/// Counts every endpoint of a port's slices (ready, serving or
+/// terminating) in the table's endpoint set, apart from the rings: the
+/// dataplane keeps connections to an endpoint while it is in that set, so a
+/// terminating endpoint's connections go on after it left the rings.
+fn count_endpoints(table: &mut ServiceTable, v: &super::ServicePortView, delta: i32) {
+    let (family, proto) = (family_num(v.family), proto_num(v.name.protocol));
+    for e in &v.endpoints {
+        table.count_endpoint(
+            L4Addr {
+                family,
+                proto,
+                port: e.addr.port(),
+                addr: addr_bits(e.addr.ip()),
+            },
+            delta,
+        );
+    }
+}
+
 /// What a compiled [`ServiceTable`] does with `probe`, in the terms of
 /// [`classify`](super::classify): the table's lookup, the front end's
 /// source ranges, then the outcome for the source's class, with the ring's
@@ -954,4 +975,48 @@ pub fn describe_table(table: &ServiceTable) -> TableSummary {
     let mut eps: Vec<_> = table.endpoints.iter().map(|(k, n)| (*k, *n)).collect();
     eps.sort();
     (fronts, ips, eps)
+}
+
+#[cfg(test)]
+mod endpoint_set_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A terminating endpoint that no ring uses (a ready one exists) is
+    /// still an endpoint: its connections are not swept.
+    #[test]
+    fn terminating_endpoints_stay_in_the_endpoint_set() {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "ns", "name": "web"},
+            "spec": {"clusterIP": "172.30.0.10", "ports": [{"name": "p", "port": 80}]}
+        }))
+        .unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": "ns", "name": "web-1",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "ports": [{"name": "p", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.1.0.1"]},
+                {"addresses": ["10.1.0.2"],
+                 "conditions": {"ready": false, "serving": true, "terminating": true}}
+            ]
+        }))
+        .unwrap();
+        let c = ServiceCompiler::from_objects(&[svc], &[slice], NodeConfig::default()).unwrap();
+        let t = c.table();
+        let ep = |last: u32| addr_bits(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, last as u8)));
+        assert!(t.is_endpoint(4, 6, ep(1), 8080), "the ready endpoint");
+        assert!(t.is_endpoint(4, 6, ep(2), 8080), "the terminating one too");
+        assert!(!t.is_endpoint(4, 6, ep(3), 8080));
+        // Only the ready one is in the ring.
+        match t.lookup(4, 6, addr_bits("172.30.0.10".parse().unwrap()), 80) {
+            Lookup::Frontend(f) => match &f.outcome[0] {
+                Outcome::Dnat { ring, .. } => assert_eq!(ring.endpoints.len(), 1),
+                o => panic!("{o:?}"),
+            },
+            l => panic!("{l:?}"),
+        }
+    }
 }
