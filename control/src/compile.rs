@@ -623,6 +623,23 @@ apiVersion: sluice.dev/v1\nkind: Route\nmetadata: {{name: blue-20}}\nspec: {{net
     }
 
     #[test]
+    fn policies_fill_the_policy_table() {
+        assert!(compile(&state(BASE), &ctx()).unwrap().policy.is_empty());
+        let yaml = format!(
+            "{BASE}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: x}}\nspec: {{containers: [{{name: c, image: i}}]}}\nstatus: {{podIP: 10.244.0.10}}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny, namespace: x}}\nspec: {{podSelector: {{}}}}\n"
+        );
+        let t = compile(&state(&yaml), &ctx()).unwrap();
+        let v = t.policy.evaluate(4, 6, 0x0a00_0005, 0x0af4_000a, 80);
+        assert!(!v.allow);
+        assert_eq!(
+            t.policy.rule(v.rule).unwrap().policy,
+            "NetworkPolicy x/deny"
+        );
+    }
+
+    #[test]
     fn unreachable_gateways_are_named() {
         let yaml = BASE.replace("gateway: 10.0.1.254", "gateway: 192.168.9.9");
         let e = compile(&state(&yaml), &ctx()).unwrap_err();

@@ -755,3 +755,62 @@ async fn tcp_needs_tls_and_client_certificates_when_asked() {
     f.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+const POLICY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.244.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: client}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.244.0.11}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_deciding_rule() {
+    let f = Fixture::start(false).await;
+    let mut c = f.client().await;
+    c.apply(apply(POLICY, false)).await.unwrap();
+    let ask = |from: &str, port: u32| pb::ExplainRequest {
+        from: from.into(),
+        to: "x/a".into(),
+        protocol: "tcp".into(),
+        port,
+    };
+    let r = c.explain(ask("x/b", 80)).await.unwrap().into_inner();
+    assert!(r.allowed);
+    assert_eq!(r.to_address, "10.244.0.10");
+    let rule = r.rule.unwrap();
+    assert_eq!(
+        (rule.policy.as_str(), rule.tier.as_str(), rule.index),
+        ("NetworkPolicy x/web", "NetworkPolicy", 0)
+    );
+    let r = c.explain(ask("192.0.2.1", 80)).await.unwrap().into_inner();
+    assert!(!r.allowed);
+    assert_eq!(r.rule.unwrap().index, -1, "denied by isolation");
+    let e = c.explain(ask("x/nobody", 80)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("Pod x/nobody"), "{}", e.message());
+    let rules = c
+        .list_policy_rules(pb::ListPolicyRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rules.rules.len(), 2, "the allow rule and the isolation");
+    f.stop().await;
+}

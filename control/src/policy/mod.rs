@@ -79,8 +79,20 @@ pub fn compile_objects<'a>(
     objects: impl IntoIterator<Item = &'a Object>,
     node_addresses: &[IpAddr],
 ) -> (PolicyTable, PolicyStats) {
-    let mut c = Compiler::default();
     let objects: Vec<&Object> = objects.into_iter().collect();
+    let is_policy = |o: &&&Object| {
+        matches!(
+            o,
+            Object::NetworkPolicy(_)
+                | Object::AdminNetworkPolicy(_)
+                | Object::BaselineAdminNetworkPolicy(_)
+                | Object::ClusterNetworkPolicy(_)
+        )
+    };
+    if !objects.iter().any(|o| is_policy(&o)) {
+        return (PolicyTable::default(), PolicyStats::default());
+    }
+    let mut c = Compiler::default();
     c.inventory(&objects);
     let mut any_policy = false;
     for o in &objects {
