@@ -63,11 +63,15 @@ fn port_name(t: &Tables, id: PortId) -> String {
         .map_or_else(|| format!("port {id}"), |p| p.name.clone())
 }
 
-fn decision(t: &Tables, a: &Action) -> String {
+fn decision(t: &Tables, a: &Action, m: &PacketMeta) -> String {
     match a {
         Action::Continue => "continue".into(),
         Action::Tx(p) => format!("transmit on {}", port_name(t, *p)),
-        Action::Defer(p, at) => format!("transmit on {} at {at} ns (shaped)", port_name(t, *p)),
+        Action::Defer(p) => format!(
+            "transmit on {} at {} ns (shaped)",
+            port_name(t, *p),
+            m.depart_ns
+        ),
         Action::Drop(r) => format!("drop: {} ({})", r.name(), r.description()),
         Action::Punt(Punt::Reject) => {
             "slow path: reject (TCP reset or ICMP port unreachable from the Service address)".into()
@@ -232,7 +236,7 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
     let mut record = |stage: &'static str, burst: &Burst, detail: String| {
         steps.push(Step {
             stage,
-            decision: decision(tables, &burst.action[0]),
+            decision: decision(tables, &burst.action[0], &burst.meta[0]),
             detail,
         });
     };
@@ -302,7 +306,7 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
         let detail = run(&mut burst);
         record(name, &burst, detail);
     }
-    let verdict = decision(tables, &burst.action[0]);
+    let verdict = decision(tables, &burst.action[0], &burst.meta[0]);
     for p in burst.pkts.drain(..) {
         cache.free(p);
     }

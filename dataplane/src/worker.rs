@@ -160,7 +160,8 @@ impl<P: Stage> Worker<P> {
             self.burst.tried[..n].fill(0);
             self.process_burst(now_ns, true);
         }
-        if let Some(inbound) = self.handoff.inbound.clone() {
+        if self.handoff.inbound.as_ref().is_some_and(|r| !r.is_empty()) {
+            let inbound = self.handoff.inbound.clone().expect("checked");
             while !inbound.is_empty() {
                 let burst = &mut *self.burst;
                 let mut n = 0;
@@ -261,7 +262,8 @@ impl<P: Stage> Worker<P> {
                         &mut |port, p, c: &mut PoolCache| out.send(port, p, c),
                     );
                 }
-                Action::Defer(port, at) => {
+                Action::Defer(port) => {
+                    let at = burst.meta[i].depart_ns;
                     if let Err(pkt) = self.deferred.push(port, pkt, at, now_ns) {
                         self.stats.drop_packet(DropReason::DeferFull);
                         self.cache.free(pkt);

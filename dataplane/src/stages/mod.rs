@@ -44,9 +44,9 @@ pub enum Action {
     Drop(DropReason),
     /// Hand to this worker, which may own the packet's connection.
     Handoff(u16),
-    /// Transmit on this port, not before this time (ns of the worker's
-    /// clock): a shaped packet the worker holds until then.
-    Defer(PortId, u64),
+    /// Transmit on this port, not before `PacketMeta::depart_ns` (the
+    /// worker's clock): a shaped packet the worker holds until then.
+    Defer(PortId),
 }
 
 /// Why a packet goes to the slow path.

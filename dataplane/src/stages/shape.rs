@@ -87,7 +87,8 @@ impl Stage for ShapeIngress {
                 }
             }
             if at > cx.now_ns {
-                burst.action[i] = Action::Defer(port, at);
+                burst.meta[i].depart_ns = at;
+                burst.action[i] = Action::Defer(port);
             }
         }
     }
