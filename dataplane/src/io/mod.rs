@@ -9,13 +9,15 @@
 //! Backends: [`mem`] (in-process rings with software RSS, replay and sink
 //! modes), [`pcap`] (read and write capture files), [`afpacket`] (a Linux
 //! interface through memory-mapped AF_PACKET rings), [`tap`] (a TAP
-//! device the port creates) and, with the `dpdk` cargo feature, `dpdk`
+//! device the port creates), [`memif`] (shared-memory interfaces to VPP,
+//! DPDK and other CNFs, either role) and, with the `dpdk` cargo feature, `dpdk`
 //! (any device DPDK drives).
 
 pub mod afpacket;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
+pub mod memif;
 mod netdev;
 pub mod pcap;
 pub mod rss;
