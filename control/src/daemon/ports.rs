@@ -4,9 +4,10 @@
 //! | --- | --- |
 //! | `mem:NAME` | an in-memory port that receives nothing and counts and frees what it sends (for tests and dry runs of a configuration) |
 //! | `pcap:in=FILE,out=FILE[,repeat=true][,speed=X]` | reads frames from one capture file and writes what it sends to another; either side may be left out. `speed` replays at the recorded pace times X; `repeat` loops the input |
+//! | `memif:SOCKET[,master\|slave][,id=N][,queues=N]` | a memif interface (shared memory with VPP, DPDK's `net_memif` or another CNF) on the Unix socket `SOCKET` (a path, or `@NAME` in the abstract namespace). `master` (the default; DPDK calls it `server`) listens, `slave` (`client`) connects and reconnects; `id` is the interface id both sides agree on (default 0); `queues` defaults to one pair per worker and may not be fewer |
 //! | `dpdk:DEVICE[,DEVARGS]` | a device DPDK drives (sluiced built with `--features dpdk`): everything after `dpdk:` is DPDK's own device string, a PCI address (`dpdk:0000:01:00.0`) or a virtual device with its arguments (`dpdk:net_pcap0,rx_pcap=/in.pcap,tx_pcap=/out.pcap`); a queue pair per worker. EAL's arguments come from the configuration's `[dpdk]` section |
 //!
-//! afpacket, afxdp, tap and memif are named but not available yet, nor is
+//! afpacket, afxdp and tap are named but not available yet, nor is
 //! dpdk in a build without the feature: the daemon refuses them with a
 //! clear error.
 //!
@@ -15,6 +16,7 @@
 
 use core::fmt;
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, RssMode};
+use sluice_dataplane::io::memif::{MemifConfig, MemifPort, MemifRole};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
 use sluice_dataplane::io::{Port, PortError, PortInfo, PortStats, RxQueue, TxQueue};
 use std::path::PathBuf;
@@ -33,6 +35,14 @@ pub enum Backend {
         /// when `None`.
         speed: Option<f64>,
     },
+    /// A memif interface on a Unix socket.
+    Memif {
+        socket: String,
+        role: MemifRole,
+        id: u32,
+        /// Queue pairs; one per worker when `None`.
+        queues: Option<u16>,
+    },
     /// A DPDK device: `devargs` is DPDK's device string.
     #[cfg(feature = "dpdk")]
     Dpdk {
@@ -40,7 +50,7 @@ pub enum Backend {
     },
 }
 
-const LATER: &[&str] = &["afpacket", "afxdp", "tap", "memif"];
+const LATER: &[&str] = &["afpacket", "afxdp", "tap"];
 
 impl FromStr for Backend {
     type Err = String;
@@ -97,17 +107,76 @@ impl FromStr for Backend {
                 })
             }
             "dpdk" => Backend::parse_dpdk(s, rest),
+            "memif" => Backend::parse_memif(s, rest),
             k if LATER.contains(&k) => Err(format!(
-                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap)"
+                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, memif)"
             )),
             _ => Err(format!(
-                "{s:?}: unknown backend {kind:?}; expected mem:NAME or pcap:in=FILE,out=FILE"
+                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE or memif:SOCKET"
             )),
         }
     }
 }
 
 impl Backend {
+    fn parse_memif(s: &str, rest: &str) -> Result<Backend, String> {
+        const USAGE: &str = "memif:SOCKET[,master|slave][,id=N][,queues=N]";
+        let mut parts = rest.split(',');
+        let socket = parts.next().unwrap_or("");
+        if socket.is_empty() || socket == "@" || socket.contains('=') {
+            return Err(format!(
+                "{s:?}: expected {USAGE}; the socket path comes first"
+            ));
+        }
+        let (mut role, mut id, mut queues) = (None, None, None);
+        for part in parts {
+            match part.split_once('=') {
+                None => {
+                    let r = match part {
+                        "master" | "server" => MemifRole::Master,
+                        "slave" | "client" => MemifRole::Slave,
+                        _ => {
+                            return Err(format!(
+                                "{s:?}: {part:?} is not a role (master or slave) nor KEY=VALUE (keys: id, queues)"
+                            ))
+                        }
+                    };
+                    if role.replace(r).is_some() {
+                        return Err(format!("{s:?}: the role is given twice"));
+                    }
+                }
+                Some(("id", v)) => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        format!(
+                            "{s:?}: id must be a number from 0 to {}, not {v:?}",
+                            u32::MAX
+                        )
+                    })?;
+                    if id.replace(n).is_some() {
+                        return Err(format!("{s:?}: id is given twice"));
+                    }
+                }
+                Some(("queues", v)) => {
+                    let n: u16 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=256).contains(n))
+                        .ok_or_else(|| format!("{s:?}: queues must be 1 to 256, not {v:?}"))?;
+                    if queues.replace(n).is_some() {
+                        return Err(format!("{s:?}: queues is given twice"));
+                    }
+                }
+                Some((k, _)) => return Err(format!("{s:?}: unknown key {k:?} (keys: id, queues)")),
+            }
+        }
+        Ok(Backend::Memif {
+            socket: socket.to_string(),
+            role: role.unwrap_or(MemifRole::Master),
+            id: id.unwrap_or(0),
+            queues,
+        })
+    }
+
     #[cfg(feature = "dpdk")]
     fn parse_dpdk(s: &str, devargs: &str) -> Result<Backend, String> {
         let device = devargs.split(',').next().unwrap_or("");
@@ -205,6 +274,34 @@ impl Backend {
                     output,
                 }))
             }
+            Backend::Memif {
+                socket,
+                role,
+                id: iface,
+                queues,
+            } => {
+                let workers = u16::try_from(workers).unwrap_or(u16::MAX);
+                let queues = queues.unwrap_or(workers);
+                if queues < workers {
+                    return Err(format!(
+                        "port {name}: queues={queues} is fewer than the {workers} workers (each sends on a queue of its own)"
+                    ));
+                }
+                let port = MemifPort::open(
+                    name,
+                    MemifConfig {
+                        port_id: id,
+                        role: *role,
+                        socket: socket.clone(),
+                        id: *iface,
+                        queues,
+                        name: name.to_string(),
+                        ..MemifConfig::default()
+                    },
+                )
+                .map_err(fail)?;
+                Ok(port)
+            }
             #[cfg(feature = "dpdk")]
             Backend::Dpdk { devargs } => {
                 use sluice_dataplane::io::dpdk::{Dpdk, DpdkPort, DpdkPortConfig};
@@ -251,6 +348,7 @@ impl fmt::Display for Backend {
         match self {
             Backend::Mem => f.write_str("mem"),
             Backend::Pcap { .. } => f.write_str("pcap"),
+            Backend::Memif { .. } => f.write_str("memif"),
             #[cfg(feature = "dpdk")]
             Backend::Dpdk { .. } => f.write_str("dpdk"),
         }
@@ -361,6 +459,74 @@ mod tests {
         }
         #[cfg(not(feature = "dpdk"))]
         assert!(dpdk.unwrap_err().contains("--features dpdk"));
+    }
+
+    #[test]
+    fn memif_specs_parse() {
+        let memif = |socket: &str, role, id, queues| Backend::Memif {
+            socket: socket.into(),
+            role,
+            id,
+            queues,
+        };
+        let ok = |s: &str| s.parse::<Backend>().unwrap();
+        assert_eq!(
+            ok("memif:/run/a.sock"),
+            memif("/run/a.sock", MemifRole::Master, 0, None)
+        );
+        assert_eq!(
+            ok("memif:/run/a.sock,slave,id=3,queues=4"),
+            memif("/run/a.sock", MemifRole::Slave, 3, Some(4))
+        );
+        assert_eq!(
+            ok("memif:@cnf,queues=2,client"),
+            memif("@cnf", MemifRole::Slave, 0, Some(2))
+        );
+        assert_eq!(
+            ok("memif:/a,server,id=4294967295"),
+            memif("/a", MemifRole::Master, u32::MAX, None)
+        );
+        assert_eq!(ok("memif:/a").to_string(), "memif");
+        for (bad, why) in [
+            ("memif:", "socket path comes first"),
+            ("memif:@", "socket path comes first"),
+            ("memif:id=1", "socket path comes first"),
+            ("memif:/a,boss", "not a role"),
+            ("memif:/a,master,slave", "role is given twice"),
+            ("memif:/a,id=-1", "id must be a number"),
+            ("memif:/a,id=1,id=2", "id is given twice"),
+            ("memif:/a,queues=0", "queues must be 1 to 256"),
+            ("memif:/a,queues=257", "queues must be 1 to 256"),
+            ("memif:/a,queues=2,queues=2", "queues is given twice"),
+            ("memif:/a,ring=10", "unknown key \"ring\""),
+        ] {
+            let e = bad.parse::<Backend>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.starts_with(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn memif_ports_open_with_a_queue_pair_per_worker() {
+        let dir = std::env::temp_dir().join(format!("sluice-ports-memif-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("m.sock");
+        let b: Backend = format!("memif:{}", sock.display()).parse().unwrap();
+        let p = b.open(2, "cnf", 3).unwrap();
+        let i = p.info();
+        assert_eq!(
+            (i.driver, i.rx_queues, i.tx_queues, i.link_up),
+            ("memif", 3, 3, false)
+        );
+        assert!(sock.exists(), "the master listens");
+        let few: Backend = format!("memif:{},queues=2", dir.join("n.sock").display())
+            .parse()
+            .unwrap();
+        let e = few.open(0, "cnf2", 3).err().unwrap();
+        assert!(e.contains("fewer than the 3 workers"), "{e}");
+        drop(p);
+        assert!(!sock.exists(), "the socket goes with the port");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
