@@ -412,17 +412,23 @@ impl Testpmd {
     /// Starts testpmd with one memif port in `role` on `socket`, `queues`
     /// queue pairs, forwarding each queue back out of itself in `mode`.
     fn start(role: &str, socket: &str, queues: u16, mode: &str) -> Testpmd {
+        Testpmd::start_with(role, socket, queues, mode, false)
+    }
+
+    /// As `start`; `hugepages` runs EAL on hugepages (`--in-memory`), which
+    /// needs `vm.nr_hugepages` set, instead of `--no-huge`.
+    fn start_with(role: &str, socket: &str, queues: u16, mode: &str, hugepages: bool) -> Testpmd {
         let vdev = format!("net_memif0,role={role},id=0,socket={socket},socket-abstract=no");
         let prefix = format!("sluice-memif-{}-{role}", std::process::id());
+        let memory: &[&str] = if hugepages {
+            &["--in-memory", "-m", "512"]
+        } else {
+            &["--no-huge", "-m", "256", "--file-prefix", &prefix]
+        };
         let child = Command::new(TESTPMD)
-            .args(["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "256"])
-            .args([
-                "--no-pci",
-                "--file-prefix",
-                &prefix,
-                "--log-level",
-                "*:error",
-            ])
+            .args(["-l", "0,1", "--main-lcore", "0"])
+            .args(memory)
+            .args(["--no-pci", "--log-level", "*:error"])
             .args(["--vdev", &vdev, "--"])
             .arg(format!("--forward-mode={mode}"))
             .args([
@@ -477,6 +483,30 @@ fn through_testpmd(port: &MemifPort, queues: u16) {
     let lens = [60, 1514, 128, 64];
     for q in 0..queues {
         let i = q as usize;
+        // testpmd discards what its receive queues hold when forwarding
+        // starts: probe until a frame makes the round trip, then drain.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut back = Batch::new();
+        while back.is_empty() && Instant::now() < deadline {
+            let mut probe = Batch::new();
+            let mut p = cache.alloc().unwrap();
+            p.fill(&frame(u32::MAX, q, 60));
+            probe.push(p);
+            qs.tx[i].tx_burst(&mut probe, &mut cache);
+            cache.free_batch(&mut probe);
+            std::thread::sleep(Duration::from_millis(5));
+            qs.rx[i].rx_burst(&mut cache, &mut back);
+        }
+        assert!(
+            !back.is_empty(),
+            "no probe came back on queue {q}: {}",
+            port.status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        while qs.rx[i].rx_burst(&mut cache, &mut back) > 0 {
+            cache.free_batch(&mut back);
+        }
+        cache.free_batch(&mut back);
         let got = exchange(
             &mut cache,
             &mut *qs.tx[i],
@@ -489,8 +519,9 @@ fn through_testpmd(port: &MemifPort, queues: u16) {
         assert_eq!(
             got.len(),
             2000,
-            "frames back on queue {q}: {}",
-            port.status()
+            "frames back on queue {q}: {}, {:?}",
+            port.status(),
+            port.stats()
         );
         for (n, f) in got.iter().enumerate() {
             let mut want = frame(n as u32, q, lens[n % lens.len()]);
@@ -523,6 +554,58 @@ fn testpmd_as_slave_of_a_sluice_master() {
 }
 
 #[test]
+fn testpmd_as_master_on_an_abstract_socket() {
+    if !testpmd_installed() {
+        return;
+    }
+    let name = format!("sluice-memif-{}-abstract", std::process::id());
+    let vdev = format!("net_memif0,role=server,id=0,socket={name}");
+    let prefix = format!("sluice-memif-{}-abstract", std::process::id());
+    let child = Command::new(TESTPMD)
+        .args(["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "256"])
+        .args([
+            "--file-prefix",
+            &prefix,
+            "--no-pci",
+            "--log-level",
+            "*:error",
+        ])
+        .args(["--vdev", &vdev, "--", "--forward-mode=macswap"])
+        .args([
+            "--port-topology=loop",
+            "--nb-cores=1",
+            "--total-num-mbufs=8192",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dpdk-testpmd");
+    let mut pmd = Testpmd {
+        child,
+        socket: PathBuf::new(),
+    };
+    let slave = MemifPort::open("s", config(MemifRole::Slave, &format!("@{name}"), 1)).unwrap();
+    let up = slave.wait_connected(Duration::from_secs(20));
+    pmd.assert_running();
+    assert!(up, "{}", slave.status());
+    through_testpmd(&slave, 1);
+}
+
+#[test]
+fn sluice_pair_on_an_abstract_socket() {
+    let name = format!("@sluice-memif-{}-pair", std::process::id());
+    let master = MemifPort::open("m", config(MemifRole::Master, &name, 1)).unwrap();
+    let slave = MemifPort::open("s", config(MemifRole::Slave, &name, 1)).unwrap();
+    assert!(
+        slave.wait_connected(Duration::from_secs(5)),
+        "{}",
+        slave.status()
+    );
+    drop(master);
+}
+
+#[test]
 fn testpmd_as_master_of_a_sluice_slave() {
     if !testpmd_installed() {
         return;
@@ -540,4 +623,106 @@ fn testpmd_as_master_of_a_sluice_slave() {
         slave.peer()
     );
     through_testpmd(&slave, 2);
+}
+
+/// Throughput through testpmd (benchmark; see docs/benchmarks.md):
+/// `cargo test --release -p sluice-dataplane --test memif -- --ignored --nocapture`.
+/// One Sluice thread (the calling core) sends bursts of 32 frames and
+/// receives them back from testpmd's forwarding core; prints received
+/// Mpps for each role and frame size. `SLUICE_BENCH_HUGEPAGES=1` runs
+/// testpmd on hugepages (set `vm.nr_hugepages` first).
+#[test]
+#[ignore]
+fn bench_memif_throughput_through_testpmd() {
+    if !testpmd_installed() {
+        return;
+    }
+    let hugepages = std::env::var("SLUICE_BENCH_HUGEPAGES").is_ok_and(|v| v == "1");
+    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let mode = std::env::var("SLUICE_BENCH_MODE").unwrap_or_else(|_| "io".into());
+    println!("testpmd {mode} forward, hugepages: {hugepages}, {seconds} s per run");
+    println!(
+        "| Sluice role | frame bytes | received Mpps | Gbit/s | sent Mpps | ring-full retries/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for role in [MemifRole::Master, MemifRole::Slave] {
+        for len in [64usize, 1500] {
+            let path = socket(&format!("bench-{role:?}-{len}"));
+            let (port, pmd) = match role {
+                MemifRole::Master => {
+                    let port = MemifPort::open("m", config(role, &path, 1)).unwrap();
+                    let pmd = Testpmd::start_with("client", &path, 1, &mode, hugepages);
+                    (port, pmd)
+                }
+                MemifRole::Slave => {
+                    let pmd = Testpmd::start_with("server", &path, 1, &mode, hugepages);
+                    (MemifPort::open("s", config(role, &path, 1)).unwrap(), pmd)
+                }
+            };
+            assert!(
+                port.wait_connected(Duration::from_secs(20)),
+                "{}",
+                port.status()
+            );
+            let pool = PacketPool::new("bench", 8192);
+            let mut cache = pool.cache(512);
+            let mut tx = port.tx_queue(0).unwrap();
+            let mut rx = port.rx_queue(0).unwrap();
+            let lines = {
+                let mut f = frame(0, 0, len);
+                f.resize(len.next_multiple_of(64), 0);
+                f
+            };
+            let (mut batch, mut inbox) = (Batch::new(), Batch::new());
+            let run = |secs: f64,
+                       batch: &mut Batch,
+                       inbox: &mut Batch,
+                       cache: &mut PoolCache,
+                       tx: &mut dyn TxQueue,
+                       rx: &mut dyn RxQueue| {
+                let (mut got, mut sent, mut full) = (0u64, 0u64, 0u64);
+                let start = Instant::now();
+                let mut polls = 0u32;
+                loop {
+                    while !batch.is_full() {
+                        let Some(mut p) = cache.alloc() else { break };
+                        p.fill_lines(&lines, len);
+                        batch.push(p);
+                    }
+                    let n = tx.tx_burst(batch, cache);
+                    sent += n as u64;
+                    if !batch.is_empty() {
+                        full += 1;
+                    }
+                    let r = rx.rx_burst(cache, inbox);
+                    got += r as u64;
+                    cache.free_batch(inbox);
+                    polls += 1;
+                    if polls.is_multiple_of(1024) && start.elapsed().as_secs_f64() >= secs {
+                        break;
+                    }
+                }
+                let t = start.elapsed().as_secs_f64();
+                (got as f64 / t, sent as f64 / t, full as f64 / t)
+            };
+            run(0.5, &mut batch, &mut inbox, &mut cache, &mut *tx, &mut *rx);
+            let (rx_pps, tx_pps, full) = run(
+                seconds, &mut batch, &mut inbox, &mut cache, &mut *tx, &mut *rx,
+            );
+            cache.free_batch(&mut batch);
+            println!(
+                "| {role:?} | {len} | {:.2} | {:.2} | {:.2} | {:.0} |",
+                rx_pps / 1e6,
+                rx_pps * (len as f64 + 20.0) * 8.0 / 1e9,
+                tx_pps / 1e6,
+                full
+            );
+            drop((tx, rx));
+            drop(pmd);
+            drop(port);
+        }
+    }
 }

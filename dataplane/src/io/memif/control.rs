@@ -87,7 +87,7 @@ impl Connection {
 }
 
 /// A Unix socket address: a path, or `@name` for the abstract namespace
-/// (the whole `sun_path` zero-padded, as DPDK's `net_memif` binds it).
+/// (a NUL, then the name: the address `ss` shows as `@name`).
 fn sockaddr(path: &str) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain data; zero is valid for every field.
     let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
@@ -105,11 +105,9 @@ fn sockaddr(path: &str) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     for (dst, &src) in sa.sun_path[start..].iter_mut().zip(bytes) {
         *dst = src as libc::c_char;
     }
-    let len = if start == 1 {
-        core::mem::size_of::<libc::sockaddr_un>()
-    } else {
-        core::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1
-    };
+    // A path counts its NUL; an abstract name is the leading NUL and the
+    // name's bytes, nothing after.
+    let len = core::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
     Ok((sa, len as libc::socklen_t))
 }
 
