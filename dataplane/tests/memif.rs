@@ -726,3 +726,70 @@ fn bench_memif_throughput_through_testpmd() {
         }
     }
 }
+
+/// Sluice's own cost, without a peer's core (benchmark; see
+/// docs/benchmarks.md): one thread drives a Sluice slave and a Sluice
+/// master in this process. Each frame is sent by the slave, received and
+/// sent back by the master, and received by the slave: two transmits and
+/// two receives per frame, all on the calling core.
+#[test]
+#[ignore]
+fn bench_memif_sluice_pair_on_one_core() {
+    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    println!("| frame bytes | round trips Mpps | ns per round trip (2 tx + 2 rx) |");
+    println!("|---|---|---|");
+    for len in [64usize, 1500] {
+        let (master, slave) = connected_pair(
+            &format!("bench-pair-{len}"),
+            1,
+            config(MemifRole::Slave, "", 1),
+        );
+        let pool = PacketPool::new("bench", 8192);
+        let mut cache = pool.cache(512);
+        let mut m = queues(&*master, 1);
+        let mut s = queues(&*slave, 1);
+        let lines = {
+            let mut f = frame(0, 0, len);
+            f.resize(len.next_multiple_of(64), 0);
+            f
+        };
+        let mut batch = Batch::new();
+        let mut count = 0u64;
+        let mut start = Instant::now();
+        let mut warm = true;
+        loop {
+            while !batch.is_full() {
+                let Some(mut p) = cache.alloc() else { break };
+                p.fill_lines(&lines, len);
+                batch.push(p);
+            }
+            s.tx[0].tx_burst(&mut batch, &mut cache);
+            let mut echo = Batch::new();
+            m.rx[0].rx_burst(&mut cache, &mut echo);
+            m.tx[0].tx_burst(&mut echo, &mut cache);
+            cache.free_batch(&mut echo);
+            let mut back = Batch::new();
+            count += s.rx[0].rx_burst(&mut cache, &mut back) as u64;
+            cache.free_batch(&mut back);
+            if count.is_multiple_of(1 << 16) || count & 0xffff < 32 {
+                let t = start.elapsed().as_secs_f64();
+                if warm && t > 0.5 {
+                    warm = false;
+                    count = 0;
+                    start = Instant::now();
+                } else if !warm && t >= seconds {
+                    println!(
+                        "| {len} | {:.2} | {:.1} |",
+                        count as f64 / t / 1e6,
+                        t * 1e9 / count as f64
+                    );
+                    break;
+                }
+            }
+        }
+        cache.free_batch(&mut batch);
+    }
+}
