@@ -14,10 +14,12 @@ const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// A socket path unique to this process and test.
+/// (The port or testpmd that listens on it removes it.)
 fn socket(tag: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("sluice-memif-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{tag}.sock")).display().to_string()
+    std::env::temp_dir()
+        .join(format!("sluice-memif-{}-{tag}.sock", std::process::id()))
+        .display()
+        .to_string()
 }
 
 fn config(role: MemifRole, socket: &str, queues: u16) -> MemifConfig {
@@ -406,6 +408,8 @@ fn testpmd_installed() -> bool {
 struct Testpmd {
     child: Child,
     socket: PathBuf,
+    /// EAL's `--file-prefix`, whose runtime directory goes too.
+    prefix: Option<String>,
 }
 
 impl Testpmd {
@@ -446,6 +450,7 @@ impl Testpmd {
         Testpmd {
             child,
             socket: socket.into(),
+            prefix: (!hugepages).then_some(prefix),
         }
     }
 
@@ -471,6 +476,18 @@ impl Drop for Testpmd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
+        if let Some(prefix) = &self.prefix {
+            // EAL's runtime directory: /var/run/dpdk as root, else under
+            // XDG_RUNTIME_DIR (or /tmp).
+            // SAFETY: geteuid(2) has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            let base = if root {
+                PathBuf::from("/var/run")
+            } else {
+                std::env::var_os("XDG_RUNTIME_DIR").map_or_else(|| "/tmp".into(), PathBuf::from)
+            };
+            let _ = std::fs::remove_dir_all(base.join("dpdk").join(prefix));
+        }
     }
 }
 
@@ -584,6 +601,7 @@ fn testpmd_as_master_on_an_abstract_socket() {
     let mut pmd = Testpmd {
         child,
         socket: PathBuf::new(),
+        prefix: Some(prefix),
     };
     let slave = MemifPort::open("s", config(MemifRole::Slave, &format!("@{name}"), 1)).unwrap();
     let up = slave.wait_connected(Duration::from_secs(20));
