@@ -478,7 +478,7 @@ backend = "pcap:in=/tmp/in.pcap,out=/tmp/out.pcap"
         let dup = "[[port]]\nname = \"a\"\nbackend = \"mem:a\"\n[[port]]\nname = \"a\"\nbackend = \"mem:b\"\n";
         let e = Config::parse(dup).unwrap().check().unwrap_err();
         assert!(e.contains("port[1] (a).name"), "{e}");
-        let bad = "[[port]]\nname = \"a\"\nbackend = \"memif:/run/x.sock\"\n";
+        let bad = "[[port]]\nname = \"a\"\nbackend = \"warp:x\"\n";
         let e = Config::parse(bad).unwrap().check().unwrap_err();
         assert!(e.contains("port[0] (a).backend"), "{e}");
         let few = "workers = 2\n[[port]]\nname = \"a\"\nbackend = \"afxdp:eth0,queues=1\"\n";

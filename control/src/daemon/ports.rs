@@ -6,11 +6,11 @@
 //! | `pcap:in=FILE,out=FILE[,repeat=true][,speed=X]` | reads frames from one capture file and writes what it sends to another; either side may be left out. `speed` replays at the recorded pace times X; `repeat` loops the input |
 //! | `afpacket:IFACE[,v2][,queues=N]` | the Linux interface IFACE (in the daemon's network namespace) through AF_PACKET rings: TPACKET_V3 receive rings, or TPACKET_V2 with `v2` (lower latency when traffic is light); `queues` receive sockets in a hash fanout group (default: one per worker); one transmit ring per worker. Puts IFACE in promiscuous mode while open |
 //! | `tap:NAME` | creates the TAP device NAME (`%d` picks a free number), brings it up and is the far end of its link: what the host sends out of NAME the port receives. One queue pair per worker |
+//! | `memif:SOCKET[,master\|slave][,id=N][,queues=N]` | a memif interface (shared memory with VPP, DPDK's `net_memif` or another CNF) on the Unix socket `SOCKET` (a path, or `@NAME` in the abstract namespace). `master` (the default; DPDK calls it `server`) listens, `slave` (`client`) connects and reconnects; `id` is the interface id both sides agree on (default 0); `queues` defaults to one pair per worker and may not be fewer |
 //! | `dpdk:DEVICE[,DEVARGS]` | a device DPDK drives (sluiced built with `--features dpdk`): everything after `dpdk:` is DPDK's own device string, a PCI address (`dpdk:0000:01:00.0`) or a virtual device with its arguments (`dpdk:net_pcap0,rx_pcap=/in.pcap,tx_pcap=/out.pcap`); a queue pair per worker. EAL's arguments come from the configuration's `[dpdk]` section |
 //! | `afxdp:IFACE[,queues=N][,zerocopy][,skb]` | the Linux interface IFACE through AF_XDP sockets, one per queue: queues `0..N` of the interface (N defaults to the number of workers and must be at least that). The XDP program attaches natively where the driver can, else generically; `skb` forces the generic hook. `zerocopy` binds the sockets zero-copy (native hook and driver support needed; refused otherwise). The mode in use is logged and reported as the port's driver |
 //!
-//! memif is named but not available yet, nor is dpdk in a build without
-//! the feature: the daemon refuses them with a clear error.
+//! dpdk in a build without the feature is refused with a clear error.
 //!
 //! The spec is also the port's identity: an Interface object configures
 //! the port only if its `spec.backend` is the same string.
@@ -19,6 +19,7 @@ use core::fmt;
 use sluice_dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, RxRingVersion};
 use sluice_dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, XdpAttach};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig, RssMode};
+use sluice_dataplane::io::memif::{MemifConfig, MemifPort, MemifRole};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
 use sluice_dataplane::io::tap::{TapConfig, TapPort};
 use sluice_dataplane::io::{Port, PortError, PortInfo, PortStats, RxQueue, TxQueue};
@@ -37,6 +38,14 @@ pub enum Backend {
         /// Replay at the recorded pace (times this); as fast as possible
         /// when `None`.
         speed: Option<f64>,
+    },
+    /// A memif interface on a Unix socket.
+    Memif {
+        socket: String,
+        role: MemifRole,
+        id: u32,
+        /// Queue pairs; one per worker when `None`.
+        queues: Option<u16>,
     },
     /// A DPDK device: `devargs` is DPDK's device string.
     #[cfg(feature = "dpdk")]
@@ -62,8 +71,6 @@ pub enum Backend {
         skb: bool,
     },
 }
-
-const LATER: &[&str] = &["memif"];
 
 /// Checks a Linux interface name: 1 to 15 bytes, no `/`, `,`, `:`,
 /// whitespace or NUL.
@@ -215,17 +222,73 @@ impl FromStr for Backend {
                 name: interface_name(s, rest).map_err(|e| format!("{e}; expected tap:NAME"))?,
             }),
             "afxdp" => parse_afxdp(s, rest),
-            k if LATER.contains(&k) => Err(format!(
-                "{s:?}: the {k} backend is not available in this build yet (available: mem, pcap, afpacket, afxdp, tap, and dpdk in a build with the dpdk feature)"
-            )),
+            "memif" => Backend::parse_memif(s, rest),
             _ => Err(format!(
-                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE, afpacket:IFACE, afxdp:IFACE, tap:NAME or dpdk:DEVICE"
+                "{s:?}: unknown backend {kind:?}; expected mem:NAME, pcap:in=FILE,out=FILE, afpacket:IFACE, afxdp:IFACE, tap:NAME, memif:SOCKET or dpdk:DEVICE"
             )),
         }
     }
 }
 
 impl Backend {
+    fn parse_memif(s: &str, rest: &str) -> Result<Backend, String> {
+        const USAGE: &str = "memif:SOCKET[,master|slave][,id=N][,queues=N]";
+        let mut parts = rest.split(',');
+        let socket = parts.next().unwrap_or("");
+        if socket.is_empty() || socket == "@" || socket.contains('=') {
+            return Err(format!(
+                "{s:?}: expected {USAGE}; the socket path comes first"
+            ));
+        }
+        let (mut role, mut id, mut queues) = (None, None, None);
+        for part in parts {
+            match part.split_once('=') {
+                None => {
+                    let r = match part {
+                        "master" | "server" => MemifRole::Master,
+                        "slave" | "client" => MemifRole::Slave,
+                        _ => {
+                            return Err(format!(
+                                "{s:?}: {part:?} is not a role (master or slave) nor KEY=VALUE (keys: id, queues)"
+                            ))
+                        }
+                    };
+                    if role.replace(r).is_some() {
+                        return Err(format!("{s:?}: the role is given twice"));
+                    }
+                }
+                Some(("id", v)) => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        format!(
+                            "{s:?}: id must be a number from 0 to {}, not {v:?}",
+                            u32::MAX
+                        )
+                    })?;
+                    if id.replace(n).is_some() {
+                        return Err(format!("{s:?}: id is given twice"));
+                    }
+                }
+                Some(("queues", v)) => {
+                    let n: u16 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=256).contains(n))
+                        .ok_or_else(|| format!("{s:?}: queues must be 1 to 256, not {v:?}"))?;
+                    if queues.replace(n).is_some() {
+                        return Err(format!("{s:?}: queues is given twice"));
+                    }
+                }
+                Some((k, _)) => return Err(format!("{s:?}: unknown key {k:?} (keys: id, queues)")),
+            }
+        }
+        Ok(Backend::Memif {
+            socket: socket.to_string(),
+            role: role.unwrap_or(MemifRole::Master),
+            id: id.unwrap_or(0),
+            queues,
+        })
+    }
+
     #[cfg(feature = "dpdk")]
     fn parse_dpdk(s: &str, devargs: &str) -> Result<Backend, String> {
         let device = devargs.split(',').next().unwrap_or("");
@@ -322,6 +385,34 @@ impl Backend {
                     input,
                     output,
                 }))
+            }
+            Backend::Memif {
+                socket,
+                role,
+                id: iface,
+                queues,
+            } => {
+                let workers = u16::try_from(workers).unwrap_or(u16::MAX);
+                let queues = queues.unwrap_or(workers);
+                if queues < workers {
+                    return Err(format!(
+                        "port {name}: queues={queues} is fewer than the {workers} workers (each sends on a queue of its own)"
+                    ));
+                }
+                let port = MemifPort::open(
+                    name,
+                    MemifConfig {
+                        port_id: id,
+                        role: *role,
+                        socket: socket.clone(),
+                        id: *iface,
+                        queues,
+                        name: name.to_string(),
+                        ..MemifConfig::default()
+                    },
+                )
+                .map_err(fail)?;
+                Ok(port)
             }
             #[cfg(feature = "dpdk")]
             Backend::Dpdk { devargs } => {
@@ -438,6 +529,7 @@ impl fmt::Display for Backend {
         match self {
             Backend::Mem => f.write_str("mem"),
             Backend::Pcap { .. } => f.write_str("pcap"),
+            Backend::Memif { .. } => f.write_str("memif"),
             #[cfg(feature = "dpdk")]
             Backend::Dpdk { .. } => f.write_str("dpdk"),
             Backend::AfPacket { .. } => f.write_str("afpacket"),
@@ -532,8 +624,8 @@ mod tests {
         );
         assert!("pcap:".parse::<Backend>().is_err());
         assert!("pcap:in=/a,colour=red".parse::<Backend>().is_err());
-        let e = "memif:/run/x.sock".parse::<Backend>().unwrap_err();
-        assert!(e.contains("not available"), "{e}");
+        let e = "warp:x".parse::<Backend>().unwrap_err();
+        assert!(e.contains("unknown backend"), "{e}");
         assert!("bogus:x".parse::<Backend>().is_err());
         let dpdk = "dpdk:net_pcap0,rx_pcap=/a.pcap".parse::<Backend>();
         #[cfg(feature = "dpdk")]
@@ -715,6 +807,74 @@ mod tests {
         let b: Backend = "afxdp:sx-absent0".parse().unwrap();
         let e = b.open(0, "up0", 1).err().unwrap();
         assert!(e.starts_with("port up0 (af_xdp on sx-absent0): "), "{e}");
+    }
+
+    #[test]
+    fn memif_specs_parse() {
+        let memif = |socket: &str, role, id, queues| Backend::Memif {
+            socket: socket.into(),
+            role,
+            id,
+            queues,
+        };
+        let ok = |s: &str| s.parse::<Backend>().unwrap();
+        assert_eq!(
+            ok("memif:/run/a.sock"),
+            memif("/run/a.sock", MemifRole::Master, 0, None)
+        );
+        assert_eq!(
+            ok("memif:/run/a.sock,slave,id=3,queues=4"),
+            memif("/run/a.sock", MemifRole::Slave, 3, Some(4))
+        );
+        assert_eq!(
+            ok("memif:@cnf,queues=2,client"),
+            memif("@cnf", MemifRole::Slave, 0, Some(2))
+        );
+        assert_eq!(
+            ok("memif:/a,server,id=4294967295"),
+            memif("/a", MemifRole::Master, u32::MAX, None)
+        );
+        assert_eq!(ok("memif:/a").to_string(), "memif");
+        for (bad, why) in [
+            ("memif:", "socket path comes first"),
+            ("memif:@", "socket path comes first"),
+            ("memif:id=1", "socket path comes first"),
+            ("memif:/a,boss", "not a role"),
+            ("memif:/a,master,slave", "role is given twice"),
+            ("memif:/a,id=-1", "id must be a number"),
+            ("memif:/a,id=1,id=2", "id is given twice"),
+            ("memif:/a,queues=0", "queues must be 1 to 256"),
+            ("memif:/a,queues=257", "queues must be 1 to 256"),
+            ("memif:/a,queues=2,queues=2", "queues is given twice"),
+            ("memif:/a,ring=10", "unknown key \"ring\""),
+        ] {
+            let e = bad.parse::<Backend>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.starts_with(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn memif_ports_open_with_a_queue_pair_per_worker() {
+        let dir = std::env::temp_dir().join(format!("sluice-ports-memif-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("m.sock");
+        let b: Backend = format!("memif:{}", sock.display()).parse().unwrap();
+        let p = b.open(2, "cnf", 3).unwrap();
+        let i = p.info();
+        assert_eq!(
+            (i.driver, i.rx_queues, i.tx_queues, i.link_up),
+            ("memif", 3, 3, false)
+        );
+        assert!(sock.exists(), "the master listens");
+        let few: Backend = format!("memif:{},queues=2", dir.join("n.sock").display())
+            .parse()
+            .unwrap();
+        let e = few.open(0, "cnf2", 3).err().unwrap();
+        assert!(e.contains("fewer than the 3 workers"), "{e}");
+        drop(p);
+        assert!(!sock.exists(), "the socket goes with the port");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

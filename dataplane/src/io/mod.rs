@@ -10,8 +10,9 @@
 //! modes), [`pcap`] (read and write capture files), [`afpacket`] (a Linux
 //! interface through memory-mapped AF_PACKET rings), `afxdp` (a Linux
 //! interface through AF_XDP sockets, Linux only), [`tap`] (a TAP device
-//! the port creates) and, with the `dpdk` cargo feature, `dpdk` (any device
-//! DPDK drives).
+//! the port creates), [`memif`] (shared-memory interfaces to VPP, DPDK and
+//! other CNFs, either role) and, with the `dpdk` cargo feature, `dpdk` (any
+//! device DPDK drives).
 
 pub mod afpacket;
 #[cfg(target_os = "linux")]
@@ -19,6 +20,7 @@ pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
+pub mod memif;
 mod netdev;
 pub mod pcap;
 pub mod rss;
