@@ -145,6 +145,7 @@ fn router_between_rings(dpdk: &'static Dpdk, zero_copy: bool) {
         tables: TableCell::new(router_lab().build().unwrap()),
         neighbours: Arc::new(NeighbourCache::new(256)),
         drain: Duration::from_micros(100),
+        handoff: Default::default(),
     };
     let mut worker = Worker::new(spec, router());
     let mut inject = p0.tx_queue(0).unwrap();
