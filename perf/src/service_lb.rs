@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
+#[group(id = "service_lb")]
 pub struct Params {
     /// ClusterIP Services (one port each: even ones TCP/80, odd ones UDP/53).
     #[arg(long, default_value_t = 10_000)]
@@ -240,15 +241,22 @@ impl Plan {
         // f % services without a division (Lemire's fastmod).
         let low = self.services_magic.wrapping_mul(f as u64);
         let s = ((low as u128 * self.services as u128) >> 64) as u32;
-        let (proto, port) = proto_of(s);
-        (
-            EST_BASE + (f >> 8),
-            1024 + (f & 0xff) as u16,
-            VIP_BASE + s,
-            port,
-            proto,
-        )
+        established(f, s)
     }
+}
+
+/// Established flow `f` of service `s` (`f` mod the Services): source,
+/// source port, VIP, port, protocol.
+#[inline]
+fn established(f: u32, s: u32) -> (u32, u16, u32, u16, u8) {
+    let (proto, port) = proto_of(s);
+    (
+        EST_BASE + (f >> 8),
+        1024 + (f & 0xff) as u16,
+        VIP_BASE + s,
+        port,
+        proto,
+    )
 }
 
 struct GenPort {
@@ -431,20 +439,9 @@ pub fn run_scenario(
     // The endpoint each established flow gets: the ring's pick for the
     // flow hash the pipeline computes.
     let mut endpoint = Vec::with_capacity(p.connections as usize);
-    let plan0 = |f: u32| {
-        let s = f % p.services;
-        let (proto, port) = proto_of(s);
-        (
-            EST_BASE + (f >> 8),
-            1024 + (f & 0xff) as u16,
-            VIP_BASE + s,
-            port,
-            proto,
-            s,
-        )
-    };
     for f in 0..p.connections {
-        let (src, sport, dst, dport, proto, s) = plan0(f);
+        let s = f % p.services;
+        let (src, sport, dst, dport, proto) = established(f, s);
         let m = PacketMeta {
             family: 4,
             proto,
