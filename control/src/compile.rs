@@ -9,7 +9,9 @@
 //! "default" always exists, id 0; the others follow in name order so ids are
 //! stable), Interfaces configure the node's ports by name (network, MAC, MTU,
 //! addresses, hence connected and local routes), Routes and Neighbours fill
-//! each network's FIBs and static neighbour table. Services and
+//! each network's FIBs and static neighbour table, and pods' Multus
+//! attachments add host routes to their addresses in the attachments'
+//! networks ([`crate::multinet`]). Services and
 //! EndpointSlices (with the node's Node object for its zone) become the
 //! service table ([`ServiceCompiler`], docs/services.md). NetworkPolicies
 //! and the cluster-wide policy kinds, with the Pods, Namespaces and Nodes
@@ -28,6 +30,7 @@
 use crate::bandwidth::compile_bandwidth;
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
+use crate::multinet::{self, AttachmentRoutes};
 use crate::policy::compile_policy;
 use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
 use core::fmt;
@@ -114,7 +117,15 @@ const POLICY_INPUTS: &[Kind] = &[
 
 /// The kinds whose changes rebuild the routing part of the tables (ports,
 /// networks, FIBs).
-const NETWORK_KINDS: &[Kind] = &[Kind::Network, Kind::Interface, Kind::Route, Kind::Neighbour];
+/// Pods' attachments are routing input too, compared pod by pod
+/// ([`Compiler::prepare`]).
+const NETWORK_KINDS: &[Kind] = &[
+    Kind::Network,
+    Kind::Interface,
+    Kind::Route,
+    Kind::Neighbour,
+    Kind::NetworkAttachmentDefinition,
+];
 
 /// The node settings the Service rules run with: the configuration's
 /// `[services]` settings and node identity, with the zone of the Node
@@ -149,9 +160,11 @@ pub fn service_node(state: &DesiredState, ctx: &NodeContext) -> NodeConfig {
 /// The compiler with what it keeps between generations, so that a change
 /// recompiles what depends on it:
 ///
-/// - a change to Networks, Interfaces, Routes or Neighbours rebuilds the
-///   ports and every network's FIBs (the routing part); otherwise the last
-///   generation's networks are reused (their FIBs are shared `Arc`s);
+/// - a change to Networks, Interfaces, Routes, Neighbours or
+///   NetworkAttachmentDefinitions, or to a pod's attachment routes
+///   ([`crate::multinet`]), rebuilds the ports and every network's FIBs
+///   (the routing part); otherwise the last generation's networks are
+///   reused (their FIBs are shared `Arc`s);
 /// - a change to Services or EndpointSlices recompiles those Services only
 ///   ([`ServiceCompiler`]), into a clone of the last service table;
 /// - a change to the node's Node object that changes its zone rebuilds the
@@ -164,6 +177,8 @@ pub struct Compiler {
     ctx: NodeContext,
     /// The routing part of the last generation (its service table unused).
     base: Tables,
+    /// The pods' multi-network attachment routes the routing part holds.
+    attachments: AttachmentRoutes,
     services: ServiceCompiler,
     /// Per-pod limits; recompiled when Pods or Bandwidths change, carrying
     /// unchanged limiters (and their state) over.
@@ -177,6 +192,8 @@ pub struct Compiler {
 pub struct PreparedCompile {
     /// New routing tables, when routing kinds changed.
     base: Option<Tables>,
+    /// The attachment routes they hold, when they changed.
+    attachments: Option<AttachmentRoutes>,
     services: PreparedServiceChange,
     bandwidth: Option<BandwidthTable>,
     policy: Option<PolicyTable>,
@@ -203,7 +220,8 @@ impl PreparedCompile {
 impl Compiler {
     /// Compiles `state` from scratch; returns the compiler and the tables.
     pub fn new(state: &DesiredState, ctx: NodeContext) -> Result<(Compiler, Tables), CompileError> {
-        let base = compile_routing(state, &ctx)?;
+        let attachments = multinet::all_routes(state, &ctx.node.name)?;
+        let base = compile_routing(state, &ctx, &attachments)?;
         let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
         let bandwidth = compile_bandwidth(state, &BandwidthTable::default())?;
         let policy = compile_policy(state, &ctx.node.addresses);
@@ -215,6 +233,7 @@ impl Compiler {
             Compiler {
                 ctx,
                 base,
+                attachments,
                 services,
                 bandwidth,
                 policy,
@@ -239,11 +258,14 @@ impl Compiler {
         state: &DesiredState,
         changed: &[ObjectKey],
     ) -> Result<PreparedCompile, CompileError> {
-        let base = if changed.iter().any(|k| NETWORK_KINDS.contains(&k.kind)) {
-            Some(compile_routing(state, &self.ctx)?)
-        } else {
-            None
-        };
+        let attachments = self.changed_attachments(state, changed)?;
+        let base =
+            if attachments.is_some() || changed.iter().any(|k| NETWORK_KINDS.contains(&k.kind)) {
+                let routes = attachments.as_ref().unwrap_or(&self.attachments);
+                Some(compile_routing(state, &self.ctx, routes)?)
+            } else {
+                None
+            };
         let node_changed = changed.iter().any(|k| k.kind == Kind::Node)
             && service_node(state, &self.ctx) != *self.services.node();
         let services = if node_changed {
@@ -273,16 +295,53 @@ impl Compiler {
             .then(|| compile_policy(state, &self.ctx.node.addresses));
         Ok(PreparedCompile {
             base,
+            attachments,
             services,
             bandwidth,
             policy,
         })
     }
 
+    /// The pods' attachment routes after `changed`, when they differ from
+    /// the last compile's: all of them when an attachment definition or a
+    /// routing kind changed, else those of the changed pods.
+    fn changed_attachments(
+        &self,
+        state: &DesiredState,
+        changed: &[ObjectKey],
+    ) -> Result<Option<AttachmentRoutes>, CompileError> {
+        let node = &self.ctx.node.name;
+        if changed.iter().any(|k| NETWORK_KINDS.contains(&k.kind)) {
+            let all = multinet::all_routes(state, node)?;
+            return Ok((all != self.attachments).then_some(all));
+        }
+        let mut next: Option<AttachmentRoutes> = None;
+        for key in changed.iter().filter(|k| k.kind == Kind::Pod) {
+            let routes = match state.get(key).map(|s| &s.object) {
+                Some(Object::Pod(p)) => multinet::pod_routes(state, key, p, node)?,
+                _ => Vec::new(),
+            };
+            let current = next.as_ref().unwrap_or(&self.attachments);
+            if current.get(key).map_or(routes.is_empty(), |r| *r == routes) {
+                continue;
+            }
+            let n = next.get_or_insert_with(|| self.attachments.clone());
+            if routes.is_empty() {
+                n.remove(key);
+            } else {
+                n.insert(key.clone(), routes);
+            }
+        }
+        Ok(next)
+    }
+
     /// Installs a prepared compile and returns the new generation's tables.
     pub fn apply(&mut self, prepared: PreparedCompile) -> Tables {
         if let Some(base) = prepared.base {
             self.base = base;
+        }
+        if let Some(a) = prepared.attachments {
+            self.attachments = a;
         }
         match prepared.services {
             PreparedServiceChange::None => {}
@@ -304,7 +363,11 @@ impl Compiler {
 }
 
 /// The routing part: ports, networks, FIBs, neighbours.
-fn compile_routing(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, CompileError> {
+fn compile_routing(
+    state: &DesiredState,
+    ctx: &NodeContext,
+    attachments: &AttachmentRoutes,
+) -> Result<Tables, CompileError> {
     let mut b = TablesBuilder::new();
     b.node = ctx.node.clone();
 
@@ -328,10 +391,10 @@ fn compile_routing(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Co
     };
 
     // Interfaces by name, then the node's ports in id order.
-    let mut interfaces = BTreeMap::new();
+    let mut interfaces: BTreeMap<String, &crate::model::Interface> = BTreeMap::new();
     for so in of_kind(state, Kind::Interface) {
         if let Object::Interface(i) = &so.object {
-            interfaces.insert(i.metadata.name.clone().unwrap_or_default(), i);
+            interfaces.insert(i.metadata.name.clone().unwrap_or_default(), &**i);
         }
     }
     for name in interfaces.keys() {
@@ -441,6 +504,13 @@ fn compile_routing(state: &DesiredState, ctx: &NodeContext) -> Result<Tables, Co
             _ => {}
         }
     }
+    // Pods' attachments to Networks: host routes in their own network.
+    let view = multinet::RoutingView {
+        networks: &networks,
+        interfaces: &interfaces,
+        port_ids: &port_ids,
+    };
+    route_objects.extend(multinet::install(&mut b, state, attachments, &view)?);
     b.build().map_err(|e| {
         // The builder names routes and ports by prefix and port; map the
         // field onto the API object's spec.
@@ -479,6 +549,7 @@ pub const COMPILED_KINDS: &[Kind] = &[
     Kind::Pod,
     Kind::Namespace,
     Kind::Bandwidth,
+    Kind::NetworkAttachmentDefinition,
 ];
 
 #[cfg(test)]

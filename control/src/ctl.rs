@@ -191,6 +191,7 @@ const SHORT_NAMES: &[(&str, Kind)] = &[
     ("bw", Kind::Bandwidth),
     ("nse", Kind::NetworkServiceEndpoint),
     ("mcg", Kind::MulticastGroup),
+    ("net-attach-def", Kind::NetworkAttachmentDefinition),
 ];
 
 fn plural(name: &str) -> String {

@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod model;
+pub mod multinet;
 pub mod policy;
 pub mod services;
 pub mod store;

@@ -12,6 +12,7 @@
 //! to whom), so checking a batch costs in proportion to the batch, not to the
 //! whole state.
 
+use super::multus;
 use super::names::{self, Protocol};
 use super::selector::Selector;
 use super::sluice::RouteType;
@@ -326,7 +327,14 @@ impl DesiredState {
                     return Err(ModelError::new(
                         key.to_string(),
                         r.field.clone(),
-                        format!("refers to {} {:?}, {why}", r.target.kind, r.target.name),
+                        format!(
+                            "refers to {} {:?}, {why}",
+                            r.target.kind,
+                            match &r.target.namespace {
+                                Some(ns) => format!("{ns}/{}", r.target.name),
+                                None => r.target.name.clone(),
+                            }
+                        ),
                     ));
                 };
                 if let (Some(net), Object::Interface(i)) = (&r.same_network, target) {
@@ -766,6 +774,32 @@ fn references_of(obj: &Object) -> Vec<Reference> {
             field: "spec.chain".into(),
             same_network: None,
         }),
+        // Multus: a pod's attachments name definitions that must exist (a
+        // pod naming a missing one is refused whole, as Multus fails the
+        // pod's sandbox), and a Sluice definition names a Network.
+        Object::Pod(p) => {
+            if let Ok(selections) = multus::pod_network_selections(p) {
+                let field = multus::annotation_field(multus::NETWORKS_ANNOTATION);
+                for s in selections {
+                    out.push(Reference {
+                        target: ObjectKey::namespaced(
+                            Kind::NetworkAttachmentDefinition,
+                            s.namespace,
+                            s.name,
+                        ),
+                        field: field.clone(),
+                        same_network: None,
+                    });
+                }
+            }
+        }
+        Object::NetworkAttachmentDefinition(n) => {
+            if let Ok(multus::AttachmentConfig::Sluice { network, field }) =
+                multus::attachment_config(n)
+            {
+                network_ref(&mut out, &network, &field);
+            }
+        }
         _ => {}
     }
     out

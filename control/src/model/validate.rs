@@ -6,6 +6,7 @@
 //!
 //! Every refusal names the object, the field path and what was expected.
 
+use super::multus::NetworkAttachmentDefinition;
 use super::names::{self, Protocol};
 use super::policy_api::{
     AdminAction, AdminNetworkPolicy, AdminPort, BaselineAdminNetworkPolicy, ClusterAction,
@@ -65,6 +66,7 @@ pub fn validate(obj: &Object) -> R {
         Object::NetworkServiceEndpoint(o) => v.network_service_endpoint(o),
         Object::Chain(o) => v.chain(o),
         Object::MulticastGroup(o) => v.multicast_group(o),
+        Object::NetworkAttachmentDefinition(o) => v.network_attachment_definition(o),
     }
 }
 
@@ -234,6 +236,7 @@ impl V {
         };
         crate::bandwidth::pod_annotation_rates(pod)
             .map_err(|(field, message)| self.err(field, message))?;
+        super::multus::pod_attachments(pod).map_err(|(field, message)| self.err(field, message))?;
         if let Some(node) = &spec.node_name {
             self.check("spec.nodeName", names::dns1123_subdomain(node))?;
         }
@@ -1372,6 +1375,12 @@ impl V {
             }
         }
         Ok(())
+    }
+
+    fn network_attachment_definition(&self, nad: &NetworkAttachmentDefinition) -> R {
+        super::multus::attachment_config(nad)
+            .map(|_| ())
+            .map_err(|(field, message)| self.err(field, message))
     }
 
     fn multicast_group(&self, g: &MulticastGroup) -> R {

@@ -30,6 +30,13 @@
 //! decides whether it may be (`policy_denied` otherwise, and nothing is
 //! created, so its next packet is judged again).
 //!
+//! Services and policy belong to the pod network: only packets in the
+//! service table's network are looked up in it, and only those in
+//! [`POD_NETWORK`](crate::tables::POD_NETWORK) are judged by policy. A
+//! packet in another network (a Multus attachment's) is tracked in that
+//! network (connection keys carry it) and routed there untranslated, even
+//! when its destination equals a ClusterIP.
+//!
 //! Fragments are not tracked (no ports in later fragments); one addressed
 //! to a Service address is dropped (`service_fragment`).
 //!
@@ -342,8 +349,10 @@ impl ServiceStage {
             }
         }
         let st = &cx.tables.services;
-        let maybe_reply = st.is_endpoint(m.family, m.proto, m.src, m.sport)
-            || (st.local_ips.contains(&(m.family, m.dst)) && self.ct.is_nat_port(m.dport));
+        // Only the Services' network has translated connections.
+        let maybe_reply = m.network == st.network
+            && (st.is_endpoint(m.family, m.proto, m.src, m.sport)
+                || (st.local_ips.contains(&(m.family, m.dst)) && self.ct.is_nat_port(m.dport)));
         if !maybe_reply {
             return None;
         }
@@ -374,9 +383,10 @@ impl ServiceStage {
             }
         }
         let bytes = m.l3_len as u32;
-        // Policy sees the real endpoint (after DNAT) and the real client.
+        // Policy sees the real endpoint (after DNAT) and the real client,
+        // in the pod network only.
         let policy = &cx.tables.policy;
-        if !policy.is_empty() {
+        if policy.applies_to(m.network) {
             let v = policy.evaluate(m.family, m.proto, m.src, new.reply.src, new.reply.sport);
             policy.count(v, bytes);
             if !v.allow {

@@ -16,6 +16,10 @@
 //! by its sender's limit is checked against its receiver's at the time it
 //! will leave. Next: the worker sends, holds (`Defer`) or drops.
 //!
+//! Limits belong to pods' pod-network addresses: packets in other
+//! networks (Multus attachments) are not looked up, so an address another
+//! network reuses is never charged to a pod.
+//!
 //! With no limited pod in the table both stages cost one test per burst.
 //! A packet another worker handed over (`Action::Handoff`) was charged to
 //! its sender's limit by that worker and is not charged again (a delay that
@@ -24,6 +28,7 @@
 use super::{Action, Burst, Context, Stage};
 use crate::stats::DropReason;
 use crate::tables::bandwidth::Admit;
+use crate::tables::POD_NETWORK;
 
 /// The sender's limit (see the module documentation).
 #[derive(Debug, Default, Clone, Copy)]
@@ -46,7 +51,7 @@ impl Stage for ShapeEgress {
                 continue;
             }
             let m = &mut burst.meta[i];
-            if m.family == 0 {
+            if m.family == 0 || m.network != POD_NETWORK {
                 continue;
             }
             let Some(l) = bw.get(m.family, m.src).and_then(|p| p.egress.as_ref()) else {
@@ -74,7 +79,7 @@ impl Stage for ShapeIngress {
             };
             let m = &burst.meta[i];
             let mut at = m.depart_ns.max(cx.now_ns);
-            if m.family != 0 {
+            if m.family != 0 && m.network == POD_NETWORK {
                 if let Some(l) = bw.get(m.family, m.dst).and_then(|p| p.ingress.as_ref()) {
                     match l.admit(burst.pkts[i].len() as u32, at) {
                         Admit::Conform => {}

@@ -26,6 +26,13 @@ pub type PortId = u16;
 /// A routing domain's index in [`Tables::networks`].
 pub type NetworkId = u16;
 
+/// The pod network (Kubernetes' cluster network, Sluice's `default`):
+/// Services, NetworkPolicy and the admin tiers, and per-pod bandwidth
+/// limits apply to its packets only. A packet in another network (a
+/// Multus attachment's) is never looked up in those tables, whose keys
+/// are pod-network addresses that other networks may reuse.
+pub const POD_NETWORK: NetworkId = 0;
+
 /// One immutable generation of everything the workers read.
 #[derive(Clone)]
 pub struct Tables {

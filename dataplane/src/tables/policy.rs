@@ -41,8 +41,16 @@
 //! it denied ([`RuleCounters`]), updated once per evaluation (new
 //! connections and denied packets only), with relaxed atomic adds shared by
 //! the workers of one generation. A new generation starts from zero.
+//!
+//! # Networks
+//!
+//! The table describes the pod network ([`POD_NETWORK`]): its pods are
+//! known by their `status.podIPs`. Connections in other networks (Multus
+//! attachments) are not judged ([`PolicyTable::applies_to`]), so an
+//! address another network reuses is never mistaken for a pod.
 
 use crate::tables::services::FamilyNum;
+use crate::tables::{NetworkId, POD_NETWORK};
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -535,6 +543,15 @@ impl PolicyTable {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// Whether a new connection in `network` is judged here: policies are
+    /// about pod-network addresses ([`POD_NETWORK`]); connections in other
+    /// networks are not judged (as with Multus, where NetworkPolicy covers
+    /// the cluster network only).
+    #[inline]
+    pub fn applies_to(&self, network: NetworkId) -> bool {
+        network == POD_NETWORK && self.inner.is_some()
     }
 
     pub fn rules(&self) -> &[RuleInfo] {
