@@ -528,4 +528,61 @@ status: {{podIP: 10.244.0.5, podIPs: [{{ip: 10.244.0.5}}]}}
         let t = c.apply(p);
         assert_eq!(lookup4(&t, "red", "10.10.0.6"), None);
     }
+
+    /// The cost of attachments at scale: `PODS` pods on this node, each in
+    /// blue and red, compiled from scratch; then one pod's attachment
+    /// address changes (the routing part is rebuilt) and one pod's label
+    /// changes (it is not). Prints the times; run with
+    /// `cargo test --release -p sluice-control --lib attachment_scale -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn attachment_scale() {
+        const PODS: u32 = 5000;
+        let mut yaml = NETS
+            .replace("10.10.0.1/24", "10.10.0.1/16")
+            .replace("network: red}", "network: red, addresses: [10.20.0.1/16]}");
+        let ip = |base: u32, i: u32| format!("10.{base}.{}.{}", (i + 2) / 250, (i + 2) % 250 + 2);
+        let pod = |i: u32, blue: &str| {
+            format!(
+                "\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: apps\n  annotations:\n    \
+k8s.v1.cni.cncf.io/networks: blue-net, red-net\n    k8s.v1.cni.cncf.io/network-status: \
+'[{{\"name\":\"apps/blue-net\",\"interface\":\"net1\",\"ips\":[\"{blue}\"],\"mac\":\"02:00:00:00:b1:05\"}},\
+{{\"name\":\"apps/red-net\",\"interface\":\"net2\",\"ips\":[\"{}\"]}}]'\n\
+spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}\n",
+                ip(20, i)
+            )
+        };
+        for i in 0..PODS {
+            yaml.push_str(&pod(i, &ip(10, i)));
+        }
+        let mut s = state(&yaml);
+        let t = std::time::Instant::now();
+        let (mut c, tables) = Compiler::new(&s, ctx()).unwrap();
+        let scratch = t.elapsed();
+        let blue = tables.networks.iter().find(|n| n.name == "blue").unwrap();
+        assert_eq!(blue.fib4.len(), PODS as usize + 4);
+
+        let key = ObjectKey::namespaced(Kind::Pod, "apps", "p7");
+        s.apply(&changes(&pod(7, "10.10.200.7"))).unwrap();
+        let t = std::time::Instant::now();
+        let p = c.prepare(&s, std::slice::from_ref(&key)).unwrap();
+        assert!(p.rebuilds_routing());
+        c.apply(p);
+        let moved = t.elapsed();
+
+        s.apply(&changes(&pod(7, "10.10.200.7").replace(
+            "namespace: apps\n",
+            "namespace: apps\n  labels: {x: y}\n",
+        )))
+        .unwrap();
+        let t = std::time::Instant::now();
+        let p = c.prepare(&s, std::slice::from_ref(&key)).unwrap();
+        assert!(!p.rebuilds_routing());
+        c.apply(p);
+        let relabelled = t.elapsed();
+        println!(
+            "{PODS} pods x 2 attachments: compile from scratch {scratch:?}; \
+             one attachment address changes {moved:?}; one pod relabelled {relabelled:?}"
+        );
+    }
 }

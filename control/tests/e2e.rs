@@ -707,3 +707,213 @@ fn one_tcp_stream_through_sluice_and_through_the_kernel() {
         .collect();
     eprintln!("one TCP stream, Gbit/s: sluice (afpacket, 1 worker) {sluice:.2?}, kernel forwarding {kernel:.2?}");
 }
+
+/// A pod in two Networks (Multus): its namespace has `net1` in Network
+/// blue and `net2` in Network red, each a veth to a port of sluiced; each
+/// network has a client of its own.
+///
+/// ```text
+///  blue client ns             router ns (sluiced)                      pod ns
+///  cb0 10.1.0.2/24 ──veth── rb0 = bc 10.1.0.1/24 [blue]   bp 10.10.0.1/24 = rpb ──veth── net1 10.10.0.5/24
+///  red client ns                                 [red]
+///  cr0 10.2.0.2/24 ──veth── rr0 = rc 10.2.0.1/24          rp 10.20.0.1/24 = rpr ──veth── net2 10.20.0.5/24
+/// ```
+///
+/// The pod's blue attachment reports its MAC (a static neighbour); the
+/// red one does not (Sluice resolves it with ARP).
+struct MultiLab {
+    daemon: Option<Daemon>,
+    api: String,
+    dir: PathBuf,
+    blue: Netns,
+    red: Netns,
+    pod: Netns,
+    _router: Netns,
+}
+
+impl Drop for MultiLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = &self.daemon {
+                eprintln!("sluiced log:\n{}", d.log().join("\n"));
+            }
+        }
+        self.daemon.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl MultiLab {
+    fn start() -> MultiLab {
+        let router = Netns::new("mn-r");
+        let blue = Netns::new("mn-b");
+        let red = Netns::new("mn-d");
+        let pod = Netns::new("mn-p");
+        for ns in [&router, &blue, &red, &pod] {
+            ns.disable_ipv6();
+        }
+        router.sysctl("net.ipv4.ip_forward", "0");
+        veth(&blue, "cb0", &router, "rb0");
+        veth(&red, "cr0", &router, "rr0");
+        veth(&router, "rpb", &pod, "net1");
+        veth(&router, "rpr", &pod, "net2");
+        blue.ip(&["addr", "add", "10.1.0.2/24", "dev", "cb0"]);
+        blue.ip(&["route", "add", "default", "via", "10.1.0.1"]);
+        red.ip(&["addr", "add", "10.2.0.2/24", "dev", "cr0"]);
+        red.ip(&["route", "add", "default", "via", "10.2.0.1"]);
+        pod.ip(&["addr", "add", "10.10.0.5/24", "dev", "net1"]);
+        pod.ip(&["addr", "add", "10.20.0.5/24", "dev", "net2"]);
+        pod.ip(&["route", "add", "10.1.0.0/24", "via", "10.10.0.1"]);
+        pod.ip(&["route", "add", "10.2.0.0/24", "via", "10.20.0.1"]);
+
+        let dir = tempdir("e2e-multinet");
+        let api = format!("unix:{}", dir.join("api.sock").display());
+        let config = dir.join("sluiced.toml");
+        let ports: String = [("bc", "rb0"), ("rc", "rr0"), ("bp", "rpb"), ("rp", "rpr")]
+            .iter()
+            .map(|(name, dev)| {
+                format!("[[port]]\nname = \"{name}\"\nbackend = \"afpacket:{dev}\"\n\n")
+            })
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\nworkers = 1\ncores = [{core}]\n\n[node]\nname = \"node-a\"\n\n\
+                 [api]\nlisten = [\"{api}\"]\n\n{ports}",
+                state = dir.join("state").display(),
+                core = worker_core(),
+            ),
+        )
+        .unwrap();
+        let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
+        cmd.arg("run").arg("--config").arg(&config);
+        die_with_test(&mut cmd);
+        let daemon = Daemon::spawn_command(cmd);
+        daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
+
+        let pod_mac = sluice_dataplane::testing::netns::format_mac(pod.mac("net1"));
+        let manifest = dir.join("multinet.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                r#"apiVersion: sluice.dev/v1
+kind: Network
+metadata: {{name: blue}}
+spec: {{}}
+---
+apiVersion: sluice.dev/v1
+kind: Network
+metadata: {{name: red}}
+spec: {{}}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {{name: bc}}
+spec: {{backend: "afpacket:rb0", mac: "02:00:00:00:0b:01", network: blue, addresses: [10.1.0.1/24]}}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {{name: bp}}
+spec: {{backend: "afpacket:rpb", mac: "02:00:00:00:0b:02", network: blue, addresses: [10.10.0.1/24]}}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {{name: rc}}
+spec: {{backend: "afpacket:rr0", mac: "02:00:00:00:0d:01", network: red, addresses: [10.2.0.1/24]}}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {{name: rp}}
+spec: {{backend: "afpacket:rpr", mac: "02:00:00:00:0d:02", network: red, addresses: [10.20.0.1/24]}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: apps}}
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {{name: blue-net, namespace: apps}}
+spec: {{config: '{{"cniVersion":"1.0.0","type":"sluice","network":"blue"}}'}}
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {{name: red-net, namespace: apps}}
+spec: {{config: '{{"cniVersion":"1.0.0","type":"sluice","network":"red"}}'}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: apps
+  annotations:
+    k8s.v1.cni.cncf.io/networks: blue-net, red-net
+    k8s.v1.cni.cncf.io/network-status: '[{{"name":"apps/blue-net","interface":"net1","ips":["10.10.0.5"],"mac":"{pod_mac}"}},{{"name":"apps/red-net","interface":"net2","ips":["10.20.0.5"]}}]'
+spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
+"#
+            ),
+        )
+        .unwrap();
+        sluicectl_ok(&api, &["apply", "-f", manifest.to_str().unwrap()]);
+        MultiLab {
+            daemon: Some(daemon),
+            api,
+            dir,
+            blue,
+            red,
+            pod,
+            _router: router,
+        }
+    }
+
+    /// Pings `dst` from `from` until a reply comes, within 10 s.
+    fn reach(&self, from: &Netns, dst: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = from.try_sh(&format!("ping -c 1 -W 1 {dst}"));
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dst} unreachable from {}: {}\nstats: {}",
+                from.name(),
+                String::from_utf8_lossy(&out.stdout),
+                sluicectl_ok(&self.api, &["stats", "-o", "json"])
+            );
+        }
+    }
+
+    fn no_route_drops(&self) -> u64 {
+        let stats: serde_json::Value =
+            serde_json::from_str(&sluicectl_ok(&self.api, &["stats", "-o", "json"])).unwrap();
+        stats["drops"]["no_route"].as_u64().unwrap_or(0)
+    }
+}
+
+/// A pod in two networks reaches each only through its own attachment:
+/// each network's client pings the pod's address in that network, and
+/// not its address in the other (no route there, counted).
+#[test]
+fn a_pod_in_two_networks_through_sluice_on_afpacket() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !tools_present("a_pod_in_two_networks_through_sluice_on_afpacket") {
+        return;
+    }
+    let lab = MultiLab::start();
+    lab.reach(&lab.blue, "10.10.0.5");
+    lab.reach(&lab.red, "10.20.0.5");
+    let before = lab.no_route_drops();
+    for (from, dst) in [(&lab.blue, "10.20.0.5"), (&lab.red, "10.10.0.5")] {
+        let out = from.try_sh(&format!("ping -c 2 -W 1 {dst}"));
+        assert!(
+            !out.status.success(),
+            "{dst} must not be reachable from {}",
+            from.name()
+        );
+    }
+    let after = lab.no_route_drops();
+    assert!(
+        after >= before + 4,
+        "four echo requests without a route: {before} -> {after}"
+    );
+}

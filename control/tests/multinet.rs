@@ -137,7 +137,8 @@ spec: {ip: 10.244.0.7, mac: "02:00:00:00:a0:07"}
 /// whose subnet holds it) and 10.244.0.5 again in red (port r-a, named
 /// by the attachment's interface). Pod `twin`: 10.96.0.10 in blue, the
 /// address of Service `web` in the pod network. A NetworkPolicy isolates
-/// pod `a` for ingress.
+/// pod `a` for ingress; a Bandwidth object polices its egress to 1 Mbit/s
+/// with a burst of 1000 bytes.
 const PODS: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -202,6 +203,11 @@ ports: [{name: http, port: 8080}]
 endpoints:
 - addresses: [10.244.0.7]
   nodeName: node-a
+---
+apiVersion: sluice.dev/v1
+kind: Bandwidth
+metadata: {name: a-limit, namespace: apps}
+spec: {pod: {name: a}, egressRate: 1000000, egressBurst: 8000, mode: Police}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -293,6 +299,31 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.engine.stats().rx_packets < self.sent {
             assert!(Instant::now() < deadline, "the worker took the packet");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Sends `n` 1000-byte UDP datagrams from `src` to the client
+    /// (10.0.0.10) into port `on`, and waits until the worker has decided
+    /// them.
+    fn udp_burst(&mut self, on: &str, src: &str, n: u64) {
+        for k in 0..n {
+            let f = PacketBuilder::new([2, 0, 0, 0, 0xa0, 5], port_mac(Lab::port(on)))
+                .ipv4(
+                    src.parse::<Ipv4Addr>().unwrap(),
+                    Ipv4Addr::new(10, 0, 0, 10),
+                )
+                .udp(5000 + k as u16, 53)
+                .payload(&[0x5a; 972])
+                .build();
+            let mut p = self.pool.alloc().unwrap();
+            assert!(p.fill(&f));
+            self.peers[Lab::port(on)].inject(p).unwrap();
+        }
+        self.sent += n;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.engine.stats().rx_packets < self.sent {
+            assert!(Instant::now() < deadline, "the worker took the packets");
             std::thread::sleep(Duration::from_micros(200));
         }
     }
@@ -418,6 +449,24 @@ fn a_pod_in_two_networks_is_reached_in_each_only_through_its_own_attachment() {
     assert_eq!(trace("d0", "10.10.0.5"), "slow path: NoRoute");
     assert_eq!(trace("b0", "10.96.0.10"), "transmit on b-b");
     assert_eq!(trace("d0", "10.96.0.10"), "transmit on d1");
+
+    // The pod's bandwidth limit is on its pod-network address: red
+    // traffic from the same address is not charged to it.
+    let over = lab.drops("bandwidth_exceeded");
+    lab.udp_burst("r-a", "10.244.0.5", 20);
+    let out = lab.collect();
+    assert_eq!(out[Lab::port("r0")].len(), 20, "red is not policed");
+    assert_eq!(lab.drops("bandwidth_exceeded"), over);
+    drop(out);
+    lab.udp_burst("d1", "10.244.0.5", 20);
+    let out = lab.collect();
+    let passed = out[Lab::port("d0")].len() as u64;
+    assert!(
+        passed < 20,
+        "the pod network is policed: {passed} of 20 passed"
+    );
+    assert_eq!(lab.drops("bandwidth_exceeded"), over + 20 - passed);
+    drop(out);
 
     // The pod leaves red: its red address goes, blue stays.
     let mut a = sluice_control::model::parse_manifests(PODS)
