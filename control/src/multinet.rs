@@ -492,6 +492,26 @@ status: {{podIP: 10.244.0.5, podIPs: [{{ip: 10.244.0.5}}]}}
         assert!(e.message.contains("Interface b-a"), "{e}");
     }
 
+    /// Every network's routes, adjacencies, next hops and static
+    /// neighbours, comparable across compiles.
+    fn routing(t: &Tables) -> Vec<String> {
+        t.networks
+            .iter()
+            .map(|n| {
+                let mut v4: Vec<_> = n.fib4.iter().collect();
+                v4.sort();
+                let mut v6: Vec<_> = n.fib6.iter().collect();
+                v6.sort();
+                let mut neigh: Vec<_> = n.static_neighbours.iter().collect();
+                neigh.sort();
+                format!(
+                    "{} {v4:?} {v6:?} {:?} {:?} {neigh:?}",
+                    n.name, n.adjacencies, n.next_hops
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn pod_changes_rebuild_routing_only_when_attachments_change() {
         let a = pod("a", "node-a", "10.10.0.5", "02:00:00:00:b1:05");
@@ -521,12 +541,14 @@ status: {{podIP: 10.244.0.5, podIPs: [{{ip: 10.244.0.5}}]}}
             lookup4(&t, "blue", "10.10.0.6").map(|(_, _, l)| l),
             Some(32)
         );
+        assert_eq!(routing(&t), routing(&compile(&s, &ctx()).unwrap()));
         // Deleted: its routes go.
         s.apply(&[Change::Delete(key.clone())]).unwrap();
         let p = c.prepare(&s, &[key]).unwrap();
         assert!(p.rebuilds_routing());
         let t = c.apply(p);
         assert_eq!(lookup4(&t, "red", "10.10.0.6"), None);
+        assert_eq!(routing(&t), routing(&compile(&s, &ctx()).unwrap()));
     }
 
     /// The cost of attachments at scale: `PODS` pods on this node, each in

@@ -109,7 +109,9 @@ pub fn attachment_config(
                     return Err((at, "must be a JSON object".into()));
                 };
                 plugin_type(p, &at)?;
-                if sluice.is_none() && p.get("type") == Some(&Value::from(SLUICE_CNI_TYPE)) {
+                if sluice.is_none()
+                    && p.get("type").and_then(Value::as_str) == Some(SLUICE_CNI_TYPE)
+                {
                     sluice = Some((p, at));
                 }
             }
