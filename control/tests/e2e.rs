@@ -727,7 +727,8 @@ struct MultiLab {
     dir: PathBuf,
     blue: Netns,
     red: Netns,
-    pod: Netns,
+    /// Kept for its lifetime: the namespaces go when the lab does.
+    _pod: Netns,
     _router: Netns,
 }
 
@@ -860,7 +861,7 @@ spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
             dir,
             blue,
             red,
-            pod,
+            _pod: pod,
             _router: router,
         }
     }
