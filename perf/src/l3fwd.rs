@@ -82,9 +82,12 @@ pub struct Params {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Measured seconds (after one second of warm-up).
+    /// Measured seconds (after the warm-up).
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Seconds of traffic before the measured ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
     /// Seed of the synthetic table and traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -182,6 +185,17 @@ fn tables(
     routes: usize,
     seed: u64,
 ) -> Result<sluice_dataplane::tables::Tables, String> {
+    tables_with(family, routes, seed, &[])
+}
+
+/// [`tables`] plus `extra` prefixes via the first gateway (the latency
+/// scenario's destinations).
+pub(crate) fn tables_with(
+    family: Family,
+    routes: usize,
+    seed: u64,
+    extra: &[(IpAddr, u8)],
+) -> Result<sluice_dataplane::tables::Tables, String> {
     let mut b = TablesBuilder::new();
     let p0 = b.port("in", 0, MAC_IN, 1500);
     let p1 = b.port("out", 0, MAC_OUT, 1500);
@@ -216,6 +230,10 @@ fn tables(
                     .map_err(e)?;
             }
         }
+    }
+    for (prefix, len) in extra {
+        let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[0])]);
+        b.route(0, *prefix, *len, target).map_err(e)?;
     }
     b.build().map_err(e)
 }
@@ -358,7 +376,7 @@ pub fn run(
         }),
     }
     .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(p.warmup));
     let m = crate::measure::measure(engine, p.seconds, scenario, progress);
     Ok(Report {
         scenario: scenario.to_string(),

@@ -1,0 +1,186 @@
+//! The machine's state around a run, for the report: the load average
+//! before and after, how busy each CPU was while the run went (from
+//! `/proc/stat`), the hypervisor's steal time, the CPU clock. A number
+//! taken while something else ran is worth less; the report says so.
+
+use serde::{Deserialize, Serialize};
+
+/// `/proc/stat` and `/proc/loadavg` at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub load_average: [f64; 3],
+    /// Per CPU: (busy ticks, idle ticks incl. iowait, steal ticks).
+    pub cpus: Vec<(u64, u64, u64)>,
+}
+
+/// What the report carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Conditions {
+    /// 1-, 5- and 15-minute load averages when the run started and ended.
+    pub load_before: [f64; 3],
+    pub load_after: [f64; 3],
+    /// Per CPU, the share of the run's wall time it was busy (any process,
+    /// the run's own threads included), percent.
+    pub cpu_busy_pct: Vec<f64>,
+    /// Time the hypervisor ran something else on our vCPUs, percent of all
+    /// CPU time during the run.
+    pub steal_pct: f64,
+    /// The CPU clock as `/proc/cpuinfo` reports it (a KVM guest shows the
+    /// host's nominal rate), MHz.
+    pub cpu_mhz: f64,
+    /// One sentence for people.
+    pub note: String,
+}
+
+fn parse_stat(text: &str) -> Vec<(u64, u64, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            let at = |i: usize| v.get(i).copied().unwrap_or(0);
+            // user nice system idle iowait irq softirq steal
+            let idle = at(3) + at(4);
+            let steal = at(7);
+            let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+            (busy, idle, steal)
+        })
+        .collect()
+}
+
+fn parse_loadavg(text: &str) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    for (o, v) in out.iter_mut().zip(text.split_whitespace()) {
+        *o = v.parse().unwrap_or(0.0);
+    }
+    out
+}
+
+pub fn snapshot() -> Snapshot {
+    Snapshot {
+        load_average: parse_loadavg(&std::fs::read_to_string("/proc/loadavg").unwrap_or_default()),
+        cpus: parse_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default()),
+    }
+}
+
+fn cpu_mhz() -> f64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// The conditions between two snapshots; `measured_cpus` are the cores the
+/// run's measured threads were pinned to (the note names the others' load).
+pub fn between(before: &Snapshot, after: &Snapshot, measured_cpus: &[usize]) -> Conditions {
+    let mut busy_pct = Vec::new();
+    let (mut steal, mut total) = (0u64, 0u64);
+    for (a, b) in after.cpus.iter().zip(&before.cpus) {
+        let busy = a.0.saturating_sub(b.0);
+        let idle = a.1.saturating_sub(b.1);
+        let st = a.2.saturating_sub(b.2);
+        let all = busy + idle + st;
+        busy_pct.push(if all == 0 {
+            0.0
+        } else {
+            (busy as f64 * 1000.0 / all as f64).round() / 10.0
+        });
+        steal += st;
+        total += all;
+    }
+    let steal_pct = if total == 0 {
+        0.0
+    } else {
+        (steal as f64 * 1000.0 / total as f64).round() / 10.0
+    };
+    let mut c = Conditions {
+        load_before: before.load_average,
+        load_after: after.load_average,
+        cpu_busy_pct: busy_pct,
+        steal_pct,
+        cpu_mhz: cpu_mhz(),
+        note: String::new(),
+    };
+    c.note = note(&c, measured_cpus);
+    c
+}
+
+/// "quiet" or what disturbed the run, in one sentence.
+pub fn note(c: &Conditions, measured_cpus: &[usize]) -> String {
+    let others: Vec<String> = c
+        .cpu_busy_pct
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| !measured_cpus.contains(i) && **b > 20.0)
+        .map(|(i, b)| format!("cpu{i} {b:.0}% busy"))
+        .collect();
+    let cores = c.cpu_busy_pct.len().max(1) as f64;
+    // The run itself keeps one core per measured thread busy.
+    let excess = c.load_before[0].max(c.load_after[0]) - measured_cpus.len() as f64;
+    let mut parts = Vec::new();
+    if !others.is_empty() {
+        parts.push(format!("other work ran ({})", others.join(", ")));
+    }
+    if excess > 0.5 {
+        parts.push(format!(
+            "load average {:.2} → {:.2} on {cores:.0} CPUs",
+            c.load_before[0], c.load_after[0]
+        ));
+    }
+    if c.steal_pct >= 1.0 {
+        parts.push(format!("{:.1}% stolen by the hypervisor", c.steal_pct));
+    }
+    if parts.is_empty() {
+        format!(
+            "quiet: load average {:.2} → {:.2}, steal {:.1}%",
+            c.load_before[0], c.load_after[0], c.steal_pct
+        )
+    } else {
+        format!("noisy: {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_and_steal_come_from_the_difference_of_two_snapshots() {
+        let before = Snapshot {
+            load_average: [0.5, 0.4, 0.3],
+            cpus: parse_stat(
+                "cpu  1 1 1 1 1 0 0 0 0 0\ncpu0 100 0 0 900 0 0 0 0 0 0\ncpu1 0 0 0 1000 0 0 0 0 0 0\n",
+            ),
+        };
+        let after = Snapshot {
+            load_average: [2.5, 0.9, 0.4],
+            cpus: parse_stat("cpu0 180 0 10 905 5 0 0 0 0 0\ncpu1 96 0 0 1000 0 0 0 4 0 0\n"),
+        };
+        let c = between(&before, &after, &[1]);
+        assert_eq!(c.cpu_busy_pct, vec![90.0, 96.0]);
+        assert_eq!(c.steal_pct, 2.0);
+        assert!(c.note.starts_with("noisy"), "{}", c.note);
+        assert!(c.note.contains("cpu0 90% busy"), "{}", c.note);
+        assert!(!c.note.contains("cpu1"), "{}", c.note);
+        assert!(c.note.contains("stolen"), "{}", c.note);
+        let quiet = Snapshot {
+            load_average: [1.0, 1.0, 1.0],
+            cpus: parse_stat("cpu0 181 0 10 1004 5 0 0 0 0 0\ncpu1 196 0 0 1000 0 0 0 4 0 0\n"),
+        };
+        let calm = Snapshot {
+            load_average: [1.0, 1.0, 1.0],
+            cpus: after.cpus.clone(),
+        };
+        let c = between(&calm, &quiet, &[1]);
+        assert!(c.note.starts_with("quiet"), "{}", c.note);
+    }
+}
