@@ -130,21 +130,17 @@ pub fn note(c: &Conditions, measured_cpus: &[usize]) -> String {
     if !others.is_empty() {
         parts.push(format!("other work ran ({})", others.join(", ")));
     }
-    if excess > 0.5 {
-        parts.push(format!(
-            "load average {:.2} → {:.2} on {cores:.0} CPUs",
-            c.load_before[0], c.load_after[0]
-        ));
-    }
+    let load = format!(
+        "load average {:.2} → {:.2} on {cores:.0} CPUs",
+        c.load_before[0], c.load_after[0]
+    );
     if c.steal_pct >= 1.0 {
         parts.push(format!("{:.1}% stolen by the hypervisor", c.steal_pct));
     }
-    if parts.is_empty() {
-        format!(
-            "quiet: load average {:.2} → {:.2}, steal {:.1}%",
-            c.load_before[0], c.load_after[0], c.steal_pct
-        )
+    if parts.is_empty() && excess <= 0.5 {
+        format!("quiet: {load}")
     } else {
+        parts.push(load);
         format!("noisy: {}", parts.join("; "))
     }
 }

@@ -181,7 +181,7 @@ fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -190,14 +190,19 @@ fn thousands(v: u64) -> String {
 }
 
 fn machine_line(m: &MachineView, c: Option<&Conditions>, date: &str) -> String {
+    let total = c.map_or(0, |c| c.cpu_busy_pct.len());
+    let cpus = if total > m.cores {
+        format!("{total} CPUs, {} usable by the run", m.cores)
+    } else {
+        format!("{} CPUs", m.cores)
+    };
     let mut s = format!(
-        "Machine: {} ({} CPUs, TSC {:.3} GHz, Linux {})",
+        "Machine: {} ({cpus}, TSC {:.3} GHz, Linux {})",
         if m.cpu.is_empty() {
             "unknown CPU"
         } else {
             &m.cpu
         },
-        m.cores,
         m.tsc_ghz,
         m.kernel
     );
@@ -213,11 +218,9 @@ fn machine_line(m: &MachineView, c: Option<&Conditions>, date: &str) -> String {
             .collect();
         let _ = write!(
             s,
-            ". During the run: {}; busy {}; load average {:.2} → {:.2}; steal {:.1}%",
+            ". During the run: {}; busy {}; steal {:.1}%",
             c.note,
             busy.join(", "),
-            c.load_before[0],
-            c.load_after[0],
             c.steal_pct
         );
     }

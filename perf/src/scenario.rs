@@ -447,14 +447,16 @@ impl Scenario {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        paths
+        let mut all = paths
             .iter()
             .map(|p| {
                 let text =
                     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Scenario::parse(p, &text)
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
     }
 
     /// Fills the runners' parameters from the file, except where the

@@ -78,7 +78,7 @@ pub fn short(v: f64) -> String {
 
 /// Round tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k.
 pub fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    if !(hi > lo) {
+    if hi <= lo || hi.is_nan() || lo.is_nan() {
         return vec![lo];
     }
     let raw = (hi - lo) / 5.0;
