@@ -562,11 +562,18 @@ pub fn render(data: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
             Loaded::Run(r) => (
                 &r.scenario,
                 &r.description,
-                r.results
-                    .iter()
-                    .find(|x| x.system == "sluice")
-                    .map(|x| f2(x.mpps_per_core))
-                    .unwrap_or_else(|| "—".into()),
+                match (
+                    &r.latency_ns,
+                    r.results.iter().find(|x| x.system == "sluice"),
+                ) {
+                    (Some(l), _) => format!(
+                        "latency p50 {:.1} µs, p99 {:.1} µs",
+                        l.p50 as f64 / 1e3,
+                        l.p99 as f64 / 1e3
+                    ),
+                    (None, Some(x)) => f2(x.mpps_per_core),
+                    (None, None) => "—".into(),
+                },
             ),
             Loaded::Sweep(s) => (
                 &s.scenario,
