@@ -223,6 +223,9 @@ fn machine_line(m: &MachineView, c: Option<&Conditions>, date: &str) -> String {
             busy.join(", "),
             c.steal_pct
         );
+        if let Some(share) = c.own_share_of_measured_pct {
+            let _ = write!(s, "; the run had {share:.0}% of its measured core");
+        }
     }
     if !date.is_empty() {
         let _ = write!(s, ". Finished {date}");
