@@ -54,7 +54,8 @@ pub fn default_stream(frame_size: usize) -> String {
 }
 
 /// Latency percentiles of the measured seconds, nanoseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Percentiles {
     pub samples: u64,
     pub min: u64,

@@ -52,18 +52,8 @@ pub struct SkippedView {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct LatencyView {
-    pub samples: u64,
-    pub min: u64,
-    pub mean: f64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
+/// The latency scenario's percentiles, as its runs write them.
+pub type LatencyView = crate::latency::Percentiles;
 
 /// One run of one scenario (or one point of a sweep).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -567,6 +567,29 @@ mod tests {
         Scenario::parse(Path::new("perf/scenarios/t.toml"), text)
     }
 
+    /// The `run` subcommand's parameter sets, parsed from `argv`.
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        l3: l3fwd::Params,
+        #[command(flatten)]
+        service: service_lb::Params,
+        #[command(flatten)]
+        policy: PolicyParams,
+        #[command(flatten)]
+        latency: LatencyParams,
+        #[cfg(feature = "dpdk")]
+        #[command(flatten)]
+        dpdk: crate::dpdk::DpdkParams,
+    }
+
+    fn args(argv: &[&str]) -> (clap::ArgMatches, Args) {
+        use clap::{CommandFactory, FromArgMatches};
+        let m = Args::command().get_matches_from(argv);
+        let a = Args::from_arg_matches(&m).unwrap();
+        (m, a)
+    }
+
     #[test]
     fn every_shipped_scenario_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -629,29 +652,13 @@ mod tests {
 
     #[test]
     fn the_file_fills_the_parameters_and_the_command_line_wins() {
-        use clap::{CommandFactory, FromArgMatches, Parser};
-        #[derive(Parser)]
-        struct Args {
-            #[command(flatten)]
-            l3: l3fwd::Params,
-            #[command(flatten)]
-            service: service_lb::Params,
-            #[command(flatten)]
-            policy: PolicyParams,
-            #[command(flatten)]
-            latency: LatencyParams,
-            #[cfg(feature = "dpdk")]
-            #[command(flatten)]
-            dpdk: crate::dpdk::DpdkParams,
-        }
         let s = parse(
             "description = \"x\"\nrunner = \"full\"\n[traffic]\nnew_share = 0.25\n\
              [tables]\nroutes = 7\nservices = 11\nconnections = 3000000\nconntrack_capacity = \"auto\"\n\
              [run]\nseconds = 2\nwarmup_seconds = 3\n",
         )
         .unwrap();
-        let m = Args::command().get_matches_from(["x", "--services", "5", "--seconds", "9"]);
-        let mut a = Args::from_arg_matches(&m).unwrap();
+        let (m, mut a) = args(&["x", "--services", "5", "--seconds", "9"]);
         s.apply(
             Some(&m),
             &mut Targets {
@@ -679,23 +686,7 @@ mod tests {
              [sweep]\nparameter = \"connections\"\npoints = [10000, 10000000]\n",
         )
         .unwrap();
-        use clap::{CommandFactory, FromArgMatches, Parser};
-        #[derive(Parser)]
-        struct Args {
-            #[command(flatten)]
-            l3: l3fwd::Params,
-            #[command(flatten)]
-            service: service_lb::Params,
-            #[command(flatten)]
-            policy: PolicyParams,
-            #[command(flatten)]
-            latency: LatencyParams,
-            #[cfg(feature = "dpdk")]
-            #[command(flatten)]
-            dpdk: crate::dpdk::DpdkParams,
-        }
-        let m = Args::command().get_matches_from(["x"]);
-        let mut a = Args::from_arg_matches(&m).unwrap();
+        let (m, mut a) = args(&["x"]);
         let mut t = Targets {
             l3: &mut a.l3,
             service: &mut a.service,
