@@ -539,16 +539,30 @@ spec:
                 .try_sh(&format!("{pin}iperf3 -c {dst} -p {port} {args} -J"));
             let text = String::from_utf8_lossy(&out.stdout);
             let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if out.status.success() {
-                let end = &json["end"];
+            let end = &json["end"];
+            let received = &end["sum_received"];
+            if let (true, Some(bits_per_second), Some(bytes), Some(bytes_sent)) = (
+                out.status.success(),
+                received["bits_per_second"].as_f64(),
+                received["bytes"].as_u64(),
+                end["sum_sent"]["bytes"].as_u64(),
+            ) {
                 return Iperf {
-                    gbit_per_s: end["sum_received"]["bits_per_second"].as_f64().unwrap() / 1e9,
-                    bytes: end["sum_received"]["bytes"].as_u64().unwrap(),
-                    bytes_sent: end["sum_sent"]["bytes"].as_u64().unwrap(),
+                    gbit_per_s: bits_per_second / 1e9,
+                    bytes,
+                    bytes_sent,
                     retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
                 };
             }
-            let error = json["error"].as_str().unwrap_or(&text).to_string();
+            let error = match json["error"].as_str() {
+                Some(e) => e.to_string(),
+                None => format!(
+                    "exit {:?}: {}{}",
+                    out.status.code(),
+                    text,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            };
             assert!(
                 Instant::now() < deadline && error.contains("unable to connect"),
                 "iperf3 to {dst}:{port}: {error}\n{}",
