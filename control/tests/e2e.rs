@@ -47,7 +47,7 @@
 mod common;
 
 use common::{sluicectl_ok, tempdir, Daemon};
-use sluice_dataplane::testing::netns::{can_run, have, veth, Netns};
+use sluice_dataplane::testing::netns::{can_run, have, run, veth, Netns};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
@@ -291,6 +291,38 @@ impl Lab {
                 "echo {:x} > /sys/class/net/{dev}/queues/rx-0/rps_cpus",
                 1u64 << core
             ));
+        }
+    }
+
+    /// Runs the NAPI instances of r0 and r1 (which veth has once an XDP
+    /// program is attached) in kernel threads pinned to `core`: native XDP
+    /// on veth runs in the receiving veth's NAPI, on the core that sent the
+    /// frame unless its NAPI is threaded, and RPS cannot move it (XDP runs
+    /// before RPS). So the AF_XDP path's receive work lands on the
+    /// forwarder's core, as RPS puts the kernel's and AF_PACKET's there.
+    fn pin_router_napi(&self, core: usize) {
+        let napi_threads = || -> std::collections::BTreeSet<String> {
+            let out = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "ps -eo pid=,comm= | awk '$2 ~ /^napi\\/r[01]-/ {print $1}'",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        let before = napi_threads();
+        for dev in ["r0", "r1"] {
+            self.router
+                .sh(&format!("echo 1 > /sys/class/net/{dev}/threaded"));
+        }
+        let ours: Vec<String> = napi_threads().difference(&before).cloned().collect();
+        assert!(!ours.is_empty(), "no NAPI threads for r0 and r1");
+        for pid in ours {
+            run("taskset", &["-pc", &core.to_string(), &pid]);
         }
     }
 
@@ -1448,6 +1480,9 @@ fn iperf3_over(path: Path, iperf_args: &str, cores: Cores) -> Iperf {
         Path::SluiceAfPacket | Path::SluiceAfXdp => {
             lab.start_sluiced_with("", SERVICE_NODE);
             lab.apply("iperf.yaml", IPERF_SERVICE);
+            if path == Path::SluiceAfXdp {
+                lab.pin_router_napi(cores.forwarder);
+            }
             ("10.96.0.10", 5201)
         }
         Path::KernelNftDnat => {
