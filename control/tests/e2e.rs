@@ -1079,7 +1079,7 @@ fn times_out(lab: &Lab, ns: &Netns, args: &str) {
     assert!(took >= Duration::from_millis(1900), "{args}: {took:?}");
 }
 
-/// Pods, a Service and two NetworkPolicies of the policy test.
+/// The policy test's pods, its Service and the Service's endpoints.
 const POLICY_OBJECTS: &str = r#"apiVersion: v1
 kind: Namespace
 metadata: {name: shop}
