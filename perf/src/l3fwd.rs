@@ -82,9 +82,12 @@ pub struct Params {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Measured seconds (after one second of warm-up).
+    /// Measured seconds (after the warm-up).
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Seconds of traffic before the measured ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
     /// Seed of the synthetic table and traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -115,6 +118,17 @@ pub struct SystemResult {
     pub per_second_mpps: Vec<f64>,
     /// Resident memory of the whole process (tables, pool, rings), MiB.
     pub resident_mib: f64,
+    /// Mpps of each round when the system was measured over several
+    /// alternating rounds (the fields above then hold the median round).
+    #[serde(default)]
+    pub round_mpps: Vec<f64>,
+}
+
+/// A peer the run could not measure, and why (never a made-up number).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub system: String,
+    pub reason: String,
 }
 
 /// Where the packets come from and go to.
@@ -136,6 +150,15 @@ pub struct Report {
     pub frame_size: usize,
     pub machine: Machine,
     pub results: Vec<SystemResult>,
+    /// "sluice/PEER": Sluice's Mpps per core over the peer's, per pair.
+    #[serde(default)]
+    pub ratios: BTreeMap<String, f64>,
+    /// Alternating rounds each system was measured in (1: a single run).
+    #[serde(default)]
+    pub rounds: usize,
+    /// Peers asked for but not measured, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
 }
 
 const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
@@ -161,6 +184,17 @@ fn tables(
     family: Family,
     routes: usize,
     seed: u64,
+) -> Result<sluice_dataplane::tables::Tables, String> {
+    tables_with(family, routes, seed, &[])
+}
+
+/// [`tables`] plus `extra` prefixes via the first gateway (the latency
+/// scenario's destinations).
+pub(crate) fn tables_with(
+    family: Family,
+    routes: usize,
+    seed: u64,
+    extra: &[(IpAddr, u8)],
 ) -> Result<sluice_dataplane::tables::Tables, String> {
     let mut b = TablesBuilder::new();
     let p0 = b.port("in", 0, MAC_IN, 1500);
@@ -196,6 +230,10 @@ fn tables(
                     .map_err(e)?;
             }
         }
+    }
+    for (prefix, len) in extra {
+        let target = RouteTarget::Via(vec![NextHopSpec::gateway(gws[0])]);
+        b.route(0, *prefix, *len, target).map_err(e)?;
     }
     b.build().map_err(e)
 }
@@ -338,7 +376,7 @@ pub fn run(
         }),
     }
     .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(p.warmup));
     let m = crate::measure::measure(engine, p.seconds, scenario, progress);
     Ok(Report {
         scenario: scenario.to_string(),
@@ -347,5 +385,8 @@ pub fn run(
         frame_size,
         results: vec![m.result],
         machine,
+        ratios: BTreeMap::new(),
+        rounds: 1,
+        skipped: Vec::new(),
     })
 }

@@ -35,8 +35,11 @@ pub fn measure(engine: Engine, seconds: u64, label: &str, progress: bool) -> Mea
         last = s.rx_packets;
         per_second.push((mpps * 1000.0).round() / 1000.0);
         if progress {
-            eprintln!("{label}: {sec}/{seconds}s {mpps:.2} Mpps");
+            crate::progress::line(&format!("{label}: {sec}/{seconds}s {mpps:.2} Mpps"));
         }
+    }
+    if progress {
+        crate::progress::done();
     }
     let s1 = engine.stats();
     let resident_mib = machine::resident_mib();
@@ -65,6 +68,7 @@ pub fn measure(engine: Engine, seconds: u64, label: &str, progress: bool) -> Mea
         drops_by_reason,
         per_second_mpps: per_second,
         resident_mib,
+        round_mpps: Vec::new(),
     };
     Measured {
         before: s0,

@@ -132,7 +132,10 @@ pub fn build_state(p: &Params, pp: &PolicyParams) -> Result<Vec<Object>, String>
     Ok(out)
 }
 
+/// The scenario under `name` (`policy`, or `full`: the same with a large
+/// routing table, `p.extra_routes`).
 pub fn run(
+    name: &str,
     p: &Params,
     pp: &PolicyParams,
     seconds: u64,
@@ -142,7 +145,7 @@ pub fn run(
     let objects = build_state(p, pp)?;
     if progress {
         eprintln!(
-            "policy: {} objects built in {:.2}s",
+            "{name}: {} objects built in {:.2}s",
             objects.len(),
             t.elapsed().as_secs_f64()
         );
@@ -153,10 +156,10 @@ pub fn run(
     let resident_mib_after_compile = crate::machine::resident_mib();
     let table_mib = table.memory_bytes() as f64 / (1 << 20) as f64;
     if progress {
-        eprintln!("policy: compiled in {compile_seconds:.3}s, table {table_mib:.1} MiB, {stats:?}");
+        eprintln!("{name}: compiled in {compile_seconds:.3}s, table {table_mib:.1} MiB, {stats:?}");
     }
     drop(objects);
-    let run = service_lb::run_scenario("policy", p, seconds, progress, Some(table))?;
+    let run = service_lb::run_scenario(name, p, seconds, progress, Some(table))?;
     Ok(PolicyReport {
         policy_params: pp.clone(),
         pods: p.services * p.endpoints,

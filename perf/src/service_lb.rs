@@ -64,6 +64,14 @@ pub struct Params {
     /// power of two).
     #[arg(long, default_value_t = 1 << 21)]
     pub conntrack_capacity: usize,
+    /// Synthetic routes added to the table (the `full` scenario's routing
+    /// table), all via the one gateway; set from `--routes` there.
+    #[arg(skip)]
+    pub extra_routes: usize,
+    /// Seconds of steady traffic between the connections' warm-up and the
+    /// measurement; set from `--warmup`.
+    #[arg(skip = 1u64)]
+    pub settle_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +129,17 @@ fn build_tables(p: &Params) -> Result<(Tables, Vec<Arc<ServiceRing>>), String> {
             RouteTarget::Via(vec![NextHopSpec::gateway(gw)]),
         )
         .map_err(e)?;
+    }
+    if p.extra_routes > 0 {
+        for (prefix, len) in sluice_dataplane::tables::synth::ipv4_table(p.extra_routes, 1) {
+            b.route(
+                0,
+                IpAddr::V4(Ipv4Addr::from(prefix)),
+                len,
+                RouteTarget::Via(vec![NextHopSpec::gateway(gw)]),
+            )
+            .map_err(e)?;
+        }
     }
     let mut st = ServiceTable::new(0);
     st.pod_cidrs.push(Prefix {
@@ -406,10 +425,6 @@ impl RxQueue for GenRx {
     }
 }
 
-pub fn run(p: &Params, seconds: u64, progress: bool) -> Result<Report, String> {
-    run_scenario("service-lb", p, seconds, progress, None)
-}
-
 /// The scenario, with a policy table in the generation when given (the
 /// `policy` scenario).
 pub fn run_scenario(
@@ -518,7 +533,7 @@ pub fn run_scenario(
     if progress {
         eprintln!("{name}: warm-up done in {warmup_seconds:.2}s");
     }
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(p.settle_seconds));
     let m = crate::measure::measure(engine, seconds, name, progress);
     let ev =
         |s: &sluice_dataplane::stats::StatsSnapshot, k: &str| s.events.get(k).copied().unwrap_or(0);
