@@ -115,6 +115,17 @@ pub struct SystemResult {
     pub per_second_mpps: Vec<f64>,
     /// Resident memory of the whole process (tables, pool, rings), MiB.
     pub resident_mib: f64,
+    /// Mpps of each round when the system was measured over several
+    /// alternating rounds (the fields above then hold the median round).
+    #[serde(default)]
+    pub round_mpps: Vec<f64>,
+}
+
+/// A peer the run could not measure, and why (never a made-up number).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub system: String,
+    pub reason: String,
 }
 
 /// Where the packets come from and go to.
@@ -136,12 +147,21 @@ pub struct Report {
     pub frame_size: usize,
     pub machine: Machine,
     pub results: Vec<SystemResult>,
+    /// "sluice/PEER": Sluice's Mpps per core over the peer's, per pair.
+    #[serde(default)]
+    pub ratios: BTreeMap<String, f64>,
+    /// Alternating rounds each system was measured in (1: a single run).
+    #[serde(default)]
+    pub rounds: usize,
+    /// Peers asked for but not measured, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
 }
 
-const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
-const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub(crate) const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
+pub(crate) const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const GATEWAYS: usize = 4;
+pub(crate) const GATEWAYS: usize = 4;
 
 fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
     MemPortConfig {
@@ -200,7 +220,7 @@ fn tables(
     b.build().map_err(e)
 }
 
-fn traffic(
+pub(crate) fn traffic(
     family: Family,
     flows: usize,
     frame_size: usize,
@@ -347,5 +367,8 @@ pub fn run(
         frame_size,
         results: vec![m.result],
         machine,
+        ratios: BTreeMap::new(),
+        rounds: 1,
+        skipped: Vec::new(),
     })
 }

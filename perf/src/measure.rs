@@ -65,6 +65,7 @@ pub fn measure(engine: Engine, seconds: u64, label: &str, progress: bool) -> Mea
         drops_by_reason,
         per_second_mpps: per_second,
         resident_mib,
+        round_mpps: Vec::new(),
     };
     Measured {
         before: s0,

@@ -115,8 +115,12 @@ pub fn run(scenario: &str, marked: bool, p: &Params, progress: bool) -> Result<R
             drops_by_reason: BTreeMap::new(),
             per_second_mpps: per_second,
             resident_mib: machine::resident_mib(),
+            round_mpps: Vec::new(),
         }],
         machine,
+        ratios: BTreeMap::new(),
+        rounds: 1,
+        skipped: Vec::new(),
     })
 }
 
