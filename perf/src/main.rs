@@ -11,6 +11,7 @@ mod dpdk;
 mod l3fwd;
 mod machine;
 mod measure;
+mod peers;
 mod pktgen;
 mod policy;
 mod service_lb;
@@ -41,6 +42,8 @@ enum Command {
         dpdk: dpdk::DpdkParams,
         #[command(flatten)]
         policy: policy::PolicyParams,
+        #[command(flatten)]
+        peers: peers::PeerArgs,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -63,6 +66,7 @@ fn main() {
                 println!(
                     "dpdk-io     io over the same DPDK devices (testpmd io forward's counterpart)"
                 );
+                println!("dpdk-service-lb  service-lb's pipeline (conntrack + DNAT) from net_pcap into net_null; peers: OVS-DPDK conntrack+NAT, the kernel's nftables DNAT");
             }
             println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
             println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
@@ -75,8 +79,30 @@ fn main() {
             #[cfg(feature = "dpdk")]
             dpdk,
             policy,
+            peers,
             json,
         } => {
+            OUT.set(peers.out.clone()).ok();
+            if let Err(e) = peers::select(&scenario, peers.peers.as_deref()) {
+                eprintln!("sluice-perf: {e}");
+                std::process::exit(2);
+            }
+            #[cfg(feature = "dpdk")]
+            if peers::is_side_by_side(&scenario, &peers) || scenario == "dpdk-service-lb" {
+                let report = if peers::is_side_by_side(&scenario, &peers) {
+                    peers::side_by_side(&scenario, &peers, &params, &service, &dpdk, !json)
+                } else {
+                    dpdk::run_service_lb(&params, &service, &dpdk, !json)
+                };
+                match report {
+                    Ok(report) => print(&report, json),
+                    Err(e) => {
+                        eprintln!("sluice-perf: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                return;
+            }
             if scenario == "policy" {
                 match policy::run(&service, &policy, params.seconds, !json) {
                     Ok(report) => print(&report, json),
@@ -129,19 +155,7 @@ fn main() {
                 None => l3fwd::run(&scenario, family, mode, &params, &io, !json),
             };
             match result {
-                Ok(report) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string(&report).expect("report serialises")
-                        );
-                    } else {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).expect("report serialises")
-                        );
-                    }
-                }
+                Ok(report) => print(&report, json),
                 Err(e) => {
                     eprintln!("sluice-perf: {e}");
                     std::process::exit(1);
@@ -151,7 +165,17 @@ fn main() {
     }
 }
 
+/// `--out FILE`: where `print` also writes the report.
+static OUT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
 fn print<T: serde::Serialize>(report: &T, json: bool) {
+    if let Some(Some(path)) = OUT.get() {
+        let text = serde_json::to_string_pretty(report).expect("report serialises");
+        if let Err(e) = peers::write_out(path, &text) {
+            eprintln!("sluice-perf: --out {e}");
+            std::process::exit(1);
+        }
+    }
     if json {
         println!(
             "{}",
