@@ -101,14 +101,15 @@ impl Names {
     }
 }
 
-/// The `ip -batch` text that builds the topology.
-pub fn topology_script(n: &Names) -> String {
-    let mut s = String::new();
+/// The `ip -batch` scripts that build the topology: the namespaces and
+/// veths (no namespace), then each namespace's addresses and links.
+pub fn topology_script(n: &Names) -> Vec<(Option<String>, String)> {
+    let mut global = String::new();
     for ns in [&n.client, &n.router, &n.server] {
-        let _ = writeln!(s, "netns add {ns}");
+        let _ = writeln!(global, "netns add {ns}");
     }
     let _ = writeln!(
-        s,
+        global,
         "link add c0 netns {} address {} type veth peer name r0 netns {} address {}",
         n.client,
         mac(CLIENT_MAC),
@@ -116,29 +117,23 @@ pub fn topology_script(n: &Names) -> String {
         mac(IN_MAC)
     );
     let _ = writeln!(
-        s,
+        global,
         "link add r1 netns {} address {} type veth peer name s0 netns {}",
         n.router,
         mac(OUT_MAC),
         n.server
     );
-    let _ = writeln!(s, "-n {} addr add 10.0.0.10/24 dev c0", n.client);
-    let _ = writeln!(s, "-n {} addr add 10.0.0.1/24 dev r0", n.router);
-    let _ = writeln!(s, "-n {} addr add 10.0.1.1/24 dev r1", n.router);
-    let _ = writeln!(s, "-n {} addr add 10.0.1.254/24 dev s0", n.server);
-    for (ns, dev) in [
-        (&n.client, "c0"),
-        (&n.client, "lo"),
-        (&n.router, "r0"),
-        (&n.router, "r1"),
-        (&n.router, "lo"),
-        (&n.server, "s0"),
-        (&n.server, "lo"),
-    ] {
-        let _ = writeln!(s, "-n {ns} link set {dev} up");
-    }
-    let _ = writeln!(s, "-n {} link set s0 promisc on", n.server);
-    s
+    let client = "addr add 10.0.0.10/24 dev c0\nlink set c0 up\nlink set lo up\n";
+    let router = "addr add 10.0.0.1/24 dev r0\naddr add 10.0.1.1/24 dev r1\n\
+                  link set r0 up\nlink set r1 up\nlink set lo up\n";
+    let server =
+        "addr add 10.0.1.254/24 dev s0\nlink set s0 up\nlink set s0 promisc on\nlink set lo up\n";
+    vec![
+        (None, global),
+        (Some(n.client.clone()), client.to_string()),
+        (Some(n.router.clone()), router.to_string()),
+        (Some(n.server.clone()), server.to_string()),
+    ]
 }
 
 /// The router's routes and static neighbours (`ip -batch` for its
@@ -191,9 +186,10 @@ pub fn nft_ruleset(services: &[ServiceRule]) -> String {
     }
     s.push_str("    }\n  }\n");
     for (i, sv) in services.iter().enumerate() {
+        let proto = if sv.proto == 6 { "tcp" } else { "udp" };
         let _ = write!(
             s,
-            "  chain svc{i} {{\n    dnat to numgen random mod {} map {{ ",
+            "  chain svc{i} {{\n    meta l4proto {proto} dnat ip to numgen random mod {} map {{ ",
             sv.endpoints.len()
         );
         let eps: Vec<String> = sv
@@ -247,7 +243,9 @@ fn build(input: &RunInput<'_>, work: Work) -> Result<Topology, String> {
         }
     });
     let dir = super::TempDir::new("linux")?;
-    ip_batch(None, &topology_script(&names), &dir.path)?;
+    for (ns, script) in topology_script(&names) {
+        ip_batch(ns.as_deref(), &script, &dir.path)?;
+    }
     for (ns, dev) in [
         (&names.client, "c0"),
         (&names.router, "r0"),
@@ -520,10 +518,10 @@ mod tests {
     }
   }
   chain svc0 {
-    dnat to numgen random mod 2 map { 0 : 10.128.0.10 . 8080, 1 : 10.128.0.11 . 8080 }
+    meta l4proto udp dnat ip to numgen random mod 2 map { 0 : 10.128.0.10 . 8080, 1 : 10.128.0.11 . 8080 }
   }
   chain svc1 {
-    dnat to numgen random mod 1 map { 0 : 10.128.0.20 . 8080 }
+    meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.128.0.20 . 8080 }
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -567,8 +565,12 @@ route replace 10.7.0.0/16 via 10.0.1.100
     #[test]
     fn topology_uses_unique_namespaces_and_the_scenario_macs() {
         let n = Names::new("42");
-        let s = topology_script(&n);
+        let scripts = topology_script(&n);
+        let s = &scripts[0].1;
+        assert_eq!(scripts[0].0, None);
         assert!(s.starts_with("netns add slp-42-c\nnetns add slp-42-r\nnetns add slp-42-s\n"));
+        assert_eq!(scripts[2].0.as_deref(), Some("slp-42-r"));
+        assert!(scripts[2].1.contains("addr add 10.0.1.1/24 dev r1"));
         assert!(s.contains("link add c0 netns slp-42-c address 02:00:00:00:c0:01 type veth peer name r0 netns slp-42-r address 02:00:00:00:00:01"));
         assert!(s.contains("link add r1 netns slp-42-r address 02:00:00:00:00:02 type veth peer name s0 netns slp-42-s"));
     }

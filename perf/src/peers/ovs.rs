@@ -222,6 +222,13 @@ impl Instance {
     fn tool(&self, program: &str) -> Command {
         tool(&self.dir.path, program)
     }
+
+    /// `ovs-appctl` talking to this instance's ovs-vswitchd.
+    fn appctl(&self) -> Command {
+        let mut c = self.tool("ovs-appctl");
+        c.arg("-t").arg(self.dir.path.join("ovs-vswitchd.ctl"));
+        c
+    }
 }
 
 fn tool(dir: &Path, program: &str) -> Command {
@@ -400,7 +407,7 @@ fn log_tail(dir: &Path) -> String {
 }
 
 fn counters(inst: &Instance) -> Result<(u64, u64), String> {
-    let text = run_cmd(inst.tool("ovs-appctl").args(["dpctl/show", "-s"]))?;
+    let text = run_cmd(inst.appctl().args(["dpctl/show", "-s"]))?;
     let (rx, _) = port_counters(&text, "in").ok_or("no counters for port in")?;
     let (_, tx) = port_counters(&text, "out").ok_or("no counters for port out")?;
     Ok((rx, tx))
@@ -459,8 +466,7 @@ impl PeerRun for Ovs {
             .and_then(|s| s.trim().parse().ok());
         let resident = pid.map_or(0.0, super::resident_mib_of);
         if self.work == Work::ServiceNat {
-            let ct =
-                run_cmd(inst.tool("ovs-appctl").args(["dpctl/dump-conntrack"])).unwrap_or_default();
+            let ct = run_cmd(inst.appctl().args(["dpctl/dump-conntrack"])).unwrap_or_default();
             if ct.lines().count() == 0 {
                 return Err(
                     "OVS conntrack holds no connections: the NAT rules did not apply".into(),
