@@ -88,6 +88,8 @@ fn a_missing_peer_is_listed_as_skipped_never_measured() {
             "1",
             "--flows",
             "100",
+            "--routes",
+            "1000",
             EAL,
             "--json",
         ])
@@ -141,6 +143,8 @@ fn side_by_side_with_testpmd() {
         "--seconds",
         "2",
         "--flows",
+        "1000",
+        "--routes",
         "1000",
         EAL,
         "--json",

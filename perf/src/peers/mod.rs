@@ -894,6 +894,12 @@ pub fn side_by_side(
                 service.services, service.endpoints, p.flows
             ),
         ),
+        "dpdk-io" => (
+            crate::l3fwd::traffic(family, p.flows, frame_size, p.seed, p.routes),
+            Vec::new(),
+            Vec::new(),
+            format!("{} flows, forwarded untouched", p.flows),
+        ),
         _ => (
             crate::l3fwd::traffic(family, p.flows, frame_size, p.seed, p.routes),
             l3fwd_routes(family, p.routes, p.seed),
