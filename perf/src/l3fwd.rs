@@ -177,7 +177,7 @@ fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
 
 /// The table: p0 (in) and p1 (out); `routes` synthetic prefixes, each via
 /// one of four gateways on p1 with static MACs.
-fn tables(
+pub(crate) fn tables(
     family: Family,
     routes: usize,
     seed: u64,

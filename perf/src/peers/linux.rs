@@ -48,13 +48,25 @@ const ROUTER_CORE: usize = 1;
 /// The generator's core.
 const GENERATOR_CORE: usize = 0;
 
+/// Who forwards in the router namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarder {
+    /// The kernel (the `linux` peer).
+    Kernel,
+    /// Sluice on AF_PACKET ports `r0` and `r1`, its worker on core 1, the
+    /// kernel kept out by an nftables `netdev` ingress chain that drops
+    /// everything after AF_PACKET has its copy (`sluice-afpacket`).
+    SluiceAfPacket,
+}
+
 pub struct Linux {
     work: Work,
+    forwarder: Forwarder,
     topology: Option<Topology>,
 }
 
 impl Linux {
-    pub fn new(work: Work) -> Result<Linux, String> {
+    pub fn new(work: Work, forwarder: Forwarder) -> Result<Linux, String> {
         if work == Work::Io {
             return Err("the kernel has no io-only counterpart".into());
         }
@@ -71,6 +83,7 @@ impl Linux {
         }
         Ok(Linux {
             work,
+            forwarder,
             topology: None,
         })
     }
@@ -207,9 +220,20 @@ pub fn nft_ruleset(services: &[ServiceRule]) -> String {
     s
 }
 
+/// Keeps the router's kernel from forwarding (or NATing) its own copy of
+/// what Sluice receives on AF_PACKET: a `netdev` ingress hook runs after
+/// the packet taps.
+pub const INGRESS_DROP: &str = "table netdev sluiceperf_ingress {
+  chain r0 {
+    type filter hook ingress device r0 priority 0; policy drop;
+  }
+}
+";
+
 /// The namespaces, removed on drop.
 struct Topology {
     names: Names,
+    dir: super::TempDir,
     _remove: Cleanup,
     /// The frames, for the generator.
     frames: Vec<Vec<u8>>,
@@ -231,7 +255,9 @@ fn in_netns(ns: &str, args: &[&str]) -> Result<String, String> {
 }
 
 fn build(input: &RunInput<'_>, work: Work) -> Result<Topology, String> {
-    let names = Names::new(&format!("{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let names = Names::new(&format!("{}-{n}", std::process::id()));
     let n2 = names.clone();
     let remove = Cleanup::new(move || {
         for ns in [&n2.client, &n2.router, &n2.server] {
@@ -303,6 +329,7 @@ fn build(input: &RunInput<'_>, work: Work) -> Result<Topology, String> {
     }
     Ok(Topology {
         names,
+        dir,
         _remove: remove,
         frames: input.frames.to_vec(),
     })
@@ -364,6 +391,54 @@ fn read_cpu(cpu: usize) -> Result<(u64, u64), String> {
     cpu_times(&stat, cpu).ok_or_else(|| format!("no cpu{cpu} in /proc/stat"))
 }
 
+impl Linux {
+    fn system(&self) -> &'static str {
+        match self.forwarder {
+            Forwarder::Kernel => "linux",
+            Forwarder::SluiceAfPacket => "sluice-afpacket",
+        }
+    }
+}
+
+/// Sluice as the router namespace's forwarder: AF_PACKET on r0 (in) and
+/// r1 (out), one worker on core 1, the scenario's tables and pipeline.
+fn start_sluice(topo: &Topology, input: &RunInput<'_>, work: Work) -> Result<Engine, String> {
+    let open = |ifname: &'static str, port_id: u16| {
+        with_netns(&topo.names.router, move || {
+            AfPacketPort::open(
+                ifname,
+                ifname,
+                AfPacketConfig {
+                    port_id,
+                    ..AfPacketConfig::default()
+                },
+            )
+            .map_err(|e| e.to_string())
+        })
+    };
+    let ports: Vec<Arc<dyn Port>> = vec![open("r0", 0)?, open("r1", 1)?];
+    let cfg = EngineConfig {
+        workers: 1,
+        cores: vec![ROUTER_CORE],
+        ..EngineConfig::default()
+    };
+    let tables = (input.sluice_tables)()?;
+    let engine = match work {
+        Work::Route => Engine::start(ports, tables, &cfg, sluice_dataplane::stages::router),
+        Work::ServiceNat => {
+            let svc = sluice_dataplane::stages::service::ServiceConfig::default();
+            Engine::start_each(
+                ports,
+                sluice_dataplane::tables::cell::TableCell::new(tables),
+                &cfg,
+                move |_| sluice_dataplane::stages::service_pipeline(&svc),
+            )
+        }
+        Work::Io => unreachable!("refused in Linux::new"),
+    };
+    engine.map_err(|e| e.to_string())
+}
+
 impl PeerRun for Linux {
     fn prepare(&mut self, input: &RunInput<'_>) -> Result<(), String> {
         if input
@@ -373,7 +448,16 @@ impl PeerRun for Linux {
         {
             return Err("the kernel peer is set up for IPv4 traffic only".into());
         }
-        self.topology = Some(build(input, self.work)?);
+        let topo = build(input, self.work)?;
+        if self.forwarder == Forwarder::SluiceAfPacket {
+            let file = topo.dir.path.join("ingress.nft");
+            std::fs::write(&file, INGRESS_DROP).map_err(|e| e.to_string())?;
+            in_netns(
+                &topo.names.router,
+                &["nft", "-f", file.to_str().unwrap_or_default()],
+            )?;
+        }
+        self.topology = Some(topo);
         Ok(())
     }
 
@@ -418,6 +502,10 @@ impl PeerRun for Linux {
             .map_err(|e| e.to_string())?;
         let engine = Engine::start(ports, tables, &cfg, || crate::l3fwd::IoForward)
             .map_err(|e| e.to_string())?;
+        let router = match self.forwarder {
+            Forwarder::Kernel => None,
+            Forwarder::SluiceAfPacket => Some(start_sluice(topo, input, self.work)?),
+        };
         // Warm-up (for Services: the connections are created).
         std::thread::sleep(Duration::from_secs(1));
         let r = &topo.names.router;
@@ -440,7 +528,7 @@ impl PeerRun for Linux {
                     last = tx;
                     per_second.push((mpps * 1000.0).round() / 1000.0);
                     if progress {
-                        eprintln!("linux: {sec}/{}s {mpps:.3} Mpps", input.seconds);
+                        eprintln!("{}: {sec}/{}s {mpps:.3} Mpps", self.system(), input.seconds);
                     }
                 }
                 (Err(e), _) | (_, Err(e)) => {
@@ -453,6 +541,14 @@ impl PeerRun for Linux {
         let cpu1 = read_cpu(ROUTER_CORE)?;
         let sent = engine.stats().tx_packets;
         engine.stop();
+        let resident = if router.is_some() {
+            crate::machine::resident_mib()
+        } else {
+            0.0
+        };
+        if let Some(r) = router {
+            r.stop();
+        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -466,18 +562,19 @@ impl PeerRun for Linux {
         }
         if progress {
             eprintln!(
-                "linux: core {ROUTER_CORE} busy {:.0}% of the time",
+                "{}: core {ROUTER_CORE} busy {:.0}% of the time",
+                self.system(),
                 busy * 100.0
             );
         }
         Ok(result_from_rate(
-            "linux",
+            self.system(),
             end.0 - rx0,
             forwarded,
             dt,
             busy.max(0.01),
             per_second,
-            0.0,
+            resident,
         ))
     }
 }

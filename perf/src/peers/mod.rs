@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeerArgs {
     /// Peers measured beside Sluice: all, none, or a list of testpmd,
-    /// ovs-dpdk, linux. Default: all for dpdk-l3fwd, dpdk-io and
+    /// ovs-dpdk, linux, sluice-afpacket. Default: all for dpdk-l3fwd, dpdk-io and
     /// dpdk-service-lb (the scenarios that have peers), none otherwise.
     #[arg(long)]
     pub peers: Option<String>,
@@ -68,10 +68,18 @@ pub enum Peer {
     Testpmd,
     OvsDpdk,
     Linux,
+    /// Sluice itself on the kernel peer's veth topology (AF_PACKET): the
+    /// kernel's counterpart on equal terms.
+    SluiceAfPacket,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 3] = [Peer::Testpmd, Peer::OvsDpdk, Peer::Linux];
+    pub const ALL: [Peer; 4] = [
+        Peer::Testpmd,
+        Peer::OvsDpdk,
+        Peer::Linux,
+        Peer::SluiceAfPacket,
+    ];
 
     /// The name in `--peers`, in results and in ratios.
     pub fn name(self) -> &'static str {
@@ -79,6 +87,7 @@ impl Peer {
             Peer::Testpmd => "testpmd",
             Peer::OvsDpdk => "ovs-dpdk",
             Peer::Linux => "linux",
+            Peer::SluiceAfPacket => "sluice-afpacket",
         }
     }
 }
@@ -99,9 +108,14 @@ pub enum Work {
 pub fn peers_of(scenario: &str) -> &'static [Peer] {
     match scenario {
         "dpdk-io" => &[Peer::Testpmd],
-        "dpdk-l3fwd" => &[Peer::Testpmd, Peer::OvsDpdk, Peer::Linux],
+        "dpdk-l3fwd" => &[
+            Peer::Testpmd,
+            Peer::OvsDpdk,
+            Peer::Linux,
+            Peer::SluiceAfPacket,
+        ],
         "dpdk-l3fwd-v6" => &[Peer::Testpmd, Peer::OvsDpdk],
-        "dpdk-service-lb" => &[Peer::OvsDpdk, Peer::Linux],
+        "dpdk-service-lb" => &[Peer::OvsDpdk, Peer::Linux, Peer::SluiceAfPacket],
         _ => &[],
     }
 }
@@ -135,7 +149,7 @@ pub fn select(scenario: &str, text: Option<&str>) -> Result<Vec<Peer>, String> {
             .into_iter()
             .find(|p| p.name() == name)
             .ok_or_else(|| {
-                format!("--peers: unknown peer {name:?} (expected all, none, or a list of testpmd, ovs-dpdk, linux)")
+                format!("--peers: unknown peer {name:?} (expected all, none, or a list of testpmd, ovs-dpdk, linux, sluice-afpacket)")
             })?;
         if !available.contains(&peer) {
             let has = if available.is_empty() {
@@ -191,13 +205,19 @@ pub fn ratios(results: &[SystemResult]) -> BTreeMap<String, f64> {
     let Some(sluice) = results.iter().find(|r| r.system == "sluice") else {
         return out;
     };
+    let ratio = |a: &SystemResult, b: &SystemResult| {
+        (a.mpps_per_core / b.mpps_per_core * 1000.0).round() / 1000.0
+    };
     for r in results.iter().filter(|r| r.system != "sluice") {
         if r.mpps_per_core > 0.0 {
-            let ratio = sluice.mpps_per_core / r.mpps_per_core;
-            out.insert(
-                format!("sluice/{}", r.system),
-                (ratio * 1000.0).round() / 1000.0,
-            );
+            out.insert(format!("sluice/{}", r.system), ratio(sluice, r));
+        }
+    }
+    // Sluice on veth against the kernel on the same veths.
+    let find = |name: &str| results.iter().find(|r| r.system == name);
+    if let (Some(a), Some(k)) = (find("sluice-afpacket"), find("linux")) {
+        if k.mpps_per_core > 0.0 {
+            out.insert("sluice-afpacket/linux".into(), ratio(a, k));
         }
     }
     out
@@ -541,6 +561,8 @@ pub struct RunInput<'a> {
     pub routes: &'a [RouteRule],
     /// The Services of the scenario, for the service peers.
     pub services: &'a [ServiceRule],
+    /// Builds Sluice's tables for the scenario (for Sluice on veth).
+    pub sluice_tables: &'a dyn Fn() -> Result<sluice_dataplane::tables::Tables, String>,
 }
 
 /// One route as the peers program it: prefix → gateway MAC.
@@ -631,7 +653,10 @@ fn runner(peer: Peer, scenario: &str) -> Result<Box<dyn PeerRun>, String> {
     match peer {
         Peer::Testpmd => testpmd::Testpmd::new().map(|p| Box::new(p) as Box<dyn PeerRun>),
         Peer::OvsDpdk => ovs::Ovs::new(work).map(|p| Box::new(p) as Box<dyn PeerRun>),
-        Peer::Linux => linux::Linux::new(work).map(|p| Box::new(p) as Box<dyn PeerRun>),
+        Peer::Linux => linux::Linux::new(work, linux::Forwarder::Kernel)
+            .map(|p| Box::new(p) as Box<dyn PeerRun>),
+        Peer::SluiceAfPacket => linux::Linux::new(work, linux::Forwarder::SluiceAfPacket)
+            .map(|p| Box::new(p) as Box<dyn PeerRun>),
     }
 }
 
@@ -930,6 +955,13 @@ pub fn side_by_side(
             frames.len()
         );
     }
+    let sluice_tables = || -> Result<sluice_dataplane::tables::Tables, String> {
+        if scenario == "dpdk-service-lb" {
+            Ok(crate::service_lb::build_tables(service)?.0)
+        } else {
+            crate::l3fwd::tables(family, p.routes, p.seed)
+        }
+    };
     let input = RunInput {
         scenario,
         pcap: &pcap,
@@ -937,6 +969,7 @@ pub fn side_by_side(
         seconds: p.seconds.max(1),
         routes: &routes,
         services: &services,
+        sluice_tables: &sluice_tables,
     };
     let out = run(&input, &peers, args.rounds, progress)?;
     Ok(crate::l3fwd::Report {
@@ -1006,6 +1039,13 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r["sluice/ovs-dpdk"], 3.0);
         assert_eq!(r["sluice/linux"], 40.0);
+        let mut veth = result("sluice-afpacket", 1.5);
+        veth.mpps_per_core = 1.5;
+        let mut linux = result("linux", 0.5);
+        linux.mpps_per_core = 0.75;
+        let r = ratios(&[result("sluice", 30.0), linux, veth]);
+        assert_eq!(r["sluice-afpacket/linux"], 2.0);
+        assert_eq!(r["sluice/sluice-afpacket"], 20.0);
         // No Sluice result, no ratios.
         assert!(ratios(&[result("testpmd", 90.0)]).is_empty());
     }
@@ -1024,7 +1064,12 @@ mod tests {
     fn peer_selection() {
         assert_eq!(
             select("dpdk-l3fwd", None).unwrap(),
-            vec![Peer::Testpmd, Peer::OvsDpdk, Peer::Linux]
+            vec![
+                Peer::Testpmd,
+                Peer::OvsDpdk,
+                Peer::Linux,
+                Peer::SluiceAfPacket
+            ]
         );
         assert_eq!(select("l3fwd", None).unwrap(), vec![]);
         assert_eq!(select("dpdk-l3fwd", Some("none")).unwrap(), vec![]);
