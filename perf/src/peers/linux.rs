@@ -23,9 +23,17 @@
 //! worker pinned to core 0. The router's receive work is steered to core 1
 //! with RPS (`rps_cpus=2` on `r0`), the core Sluice's worker uses; the rate
 //! is `r1`'s transmitted packets, and the per-core figure divides it by the
-//! share of core 1 that was busy (from `/proc/stat`), so a generator that
-//! cannot saturate the kernel does not flatter it. Offloads are off on every
-//! veth, as for Sluice on veth.
+//! share of core 1 the kernel spent in system, irq and softirq time (from
+//! `/proc/stat`), so a generator that cannot saturate the kernel does not
+//! flatter it, and another process on core 1 is not counted as the
+//! kernel's. Offloads are off on every veth.
+//!
+//! `sluice-afpacket` is Sluice in the kernel's place on the same topology:
+//! AF_PACKET on `r0` and `r1`, its worker on core 1, the router's kernel
+//! kept out by a `netdev` ingress chain that drops everything after the
+//! packet taps, and RPS off (the veth receive, up to the copy into the
+//! AF_PACKET ring, runs on the sender's core 0; Sluice's worker has core 1
+//! to itself and its per-core figure counts all of core 1's busy time).
 
 use super::{
     command, is_root, missing, result_from_rate, run_cmd, Cleanup, PeerRun, RouteRule, RunInput,
@@ -365,8 +373,11 @@ fn link_packets(ns: &str, dev: &str) -> Result<(u64, u64), String> {
     Ok((rx, tx))
 }
 
-/// (busy, total) jiffies of core `cpu` from `/proc/stat`.
-pub fn cpu_times(stat: &str, cpu: usize) -> Option<(u64, u64)> {
+/// Jiffies of core `cpu` from `/proc/stat`: (kernel, busy, total), where
+/// kernel is system + irq + softirq time (the kernel's forwarding runs in
+/// softirq, or in ksoftirqd, whose time is system time) and busy is
+/// everything but idle and iowait.
+pub fn cpu_times(stat: &str, cpu: usize) -> Option<(u64, u64, u64)> {
     let name = format!("cpu{cpu}");
     let line = stat
         .lines()
@@ -376,17 +387,17 @@ pub fn cpu_times(stat: &str, cpu: usize) -> Option<(u64, u64)> {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    if v.len() < 5 {
+    if v.len() < 7 {
         return None;
     }
     // user nice system idle iowait irq softirq steal (guest time is already
     // in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v[4];
-    Some((total - idle, total))
+    Some((v[2] + v[5] + v[6], total - idle, total))
 }
 
-fn read_cpu(cpu: usize) -> Result<(u64, u64), String> {
+fn read_cpu(cpu: usize) -> Result<(u64, u64, u64), String> {
     let stat = std::fs::read_to_string("/proc/stat").map_err(|e| e.to_string())?;
     cpu_times(&stat, cpu).ok_or_else(|| format!("no cpu{cpu} in /proc/stat"))
 }
@@ -450,6 +461,17 @@ impl PeerRun for Linux {
         }
         let topo = build(input, self.work)?;
         if self.forwarder == Forwarder::SluiceAfPacket {
+            // Sluice's worker polls core 1 without pause; the kernel's veth
+            // receive (the copy into the AF_PACKET ring) stays on the
+            // sender's core instead of fighting it for core 1.
+            in_netns(
+                &topo.names.router,
+                &[
+                    "sh",
+                    "-c",
+                    "echo 0 > /sys/class/net/r0/queues/rx-0/rps_cpus",
+                ],
+            )?;
             let file = topo.dir.path.join("ingress.nft");
             std::fs::write(&file, INGRESS_DROP).map_err(|e| e.to_string())?;
             in_netns(
@@ -552,7 +574,16 @@ impl PeerRun for Linux {
         if let Some(e) = failure {
             return Err(e);
         }
-        let busy = (cpu1.0 - cpu0.0) as f64 / (cpu1.1 - cpu0.1).max(1) as f64;
+        // The share of core 1 the forwarder had: for the kernel its system,
+        // irq and softirq time (so that a process of someone else's on the
+        // core does not count as the kernel's), for Sluice all of it (its
+        // worker polls without pause; a neighbour's share makes Sluice look
+        // slower, never faster).
+        let total = (cpu1.2 - cpu0.2).max(1) as f64;
+        let busy = match self.forwarder {
+            Forwarder::Kernel => (cpu1.0 - cpu0.0) as f64 / total,
+            Forwarder::SluiceAfPacket => (cpu1.1 - cpu0.1) as f64 / total,
+        };
         let forwarded = end.1 - tx0;
         if forwarded == 0 {
             return Err(format!(
@@ -677,8 +708,11 @@ route replace 10.7.0.0/16 via 10.0.1.100
         let stat = "cpu  10 0 10 100 0 0 0 0 0 0\n\
                     cpu0 5 0 5 50 0 0 0 0 0 0\n\
                     cpu1 1 2 3 40 4 5 6 7 0 0\n";
-        assert_eq!(cpu_times(stat, 1), Some((1 + 2 + 3 + 5 + 6 + 7, 68)));
-        assert_eq!(cpu_times(stat, 0), Some((10, 60)));
+        assert_eq!(
+            cpu_times(stat, 1),
+            Some((3 + 5 + 6, 1 + 2 + 3 + 5 + 6 + 7, 68))
+        );
+        assert_eq!(cpu_times(stat, 0), Some((5, 10, 60)));
         assert_eq!(cpu_times(stat, 2), None);
     }
 }
