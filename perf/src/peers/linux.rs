@@ -455,7 +455,7 @@ impl PeerRun for Linux {
         if input
             .frames
             .first()
-            .map_or(true, |f| f.len() < 34 || f[12..14] != [8, 0])
+            .is_none_or(|f| f.len() < 34 || f[12..14] != [8, 0])
         {
             return Err("the kernel peer is set up for IPv4 traffic only".into());
         }
