@@ -613,27 +613,10 @@ impl PeerRun for Linux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     #[test]
     fn nft_map_sends_each_vip_to_its_endpoints() {
-        let services = vec![
-            ServiceRule {
-                vip: Ipv4Addr::new(172, 30, 0, 1),
-                proto: 17,
-                port: 53,
-                endpoints: vec![
-                    (Ipv4Addr::new(10, 128, 0, 10), 8080),
-                    (Ipv4Addr::new(10, 128, 0, 11), 8080),
-                ],
-            },
-            ServiceRule {
-                vip: Ipv4Addr::new(172, 30, 0, 2),
-                proto: 6,
-                port: 80,
-                endpoints: vec![(Ipv4Addr::new(10, 128, 0, 20), 8080)],
-            },
-        ];
+        let services = crate::peers::sample_services();
         let text = nft_ruleset(&services);
         assert_eq!(
             text,

@@ -460,15 +460,7 @@ impl Drop for Process {
 
 /// Resident memory of process `pid`, MiB (0 if unknown).
 pub fn resident_mib_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    machine::resident_mib_in(&format!("/proc/{pid}/status"))
 }
 
 /// 2 MB hugepages for a run: at least `pages` are free while the guard
@@ -994,6 +986,30 @@ pub fn write_out(path: &Path, json: &str) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(path, format!("{json}\n")).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Two Services (UDP with two endpoints, TCP with one) for the peers'
+/// rule tests.
+#[cfg(test)]
+pub(crate) fn sample_services() -> Vec<ServiceRule> {
+    use std::net::Ipv4Addr;
+    vec![
+        ServiceRule {
+            vip: Ipv4Addr::new(172, 30, 0, 1),
+            proto: 17,
+            port: 53,
+            endpoints: vec![
+                (Ipv4Addr::new(10, 128, 0, 10), 8080),
+                (Ipv4Addr::new(10, 128, 0, 11), 8080),
+            ],
+        },
+        ServiceRule {
+            vip: Ipv4Addr::new(172, 30, 0, 2),
+            proto: 6,
+            port: 80,
+            endpoints: vec![(Ipv4Addr::new(10, 128, 0, 20), 8080)],
+        },
+    ]
 }
 
 #[cfg(test)]

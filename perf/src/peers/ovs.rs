@@ -497,7 +497,6 @@ impl PeerRun for Ovs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     #[test]
     fn route_rules_match_the_table_longest_prefix_first() {
@@ -531,29 +530,9 @@ mod tests {
         );
     }
 
-    fn services() -> Vec<ServiceRule> {
-        vec![
-            ServiceRule {
-                vip: Ipv4Addr::new(172, 30, 0, 1),
-                proto: 17,
-                port: 53,
-                endpoints: vec![
-                    (Ipv4Addr::new(10, 128, 0, 10), 8080),
-                    (Ipv4Addr::new(10, 128, 0, 11), 8080),
-                ],
-            },
-            ServiceRule {
-                vip: Ipv4Addr::new(172, 30, 0, 2),
-                proto: 6,
-                port: 80,
-                endpoints: vec![(Ipv4Addr::new(10, 128, 0, 20), 8080)],
-            },
-        ]
-    }
-
     #[test]
     fn service_rules_are_the_conntrack_nat_pipeline() {
-        let text = service_flows(&services());
+        let text = service_flows(&crate::peers::sample_services());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
@@ -571,7 +550,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            service_groups(&services()),
+            service_groups(&crate::peers::sample_services()),
             "group_id=1,type=select,bucket=actions=ct(commit,zone=1,nat(dst=10.128.0.10:8080),table=2),bucket=actions=ct(commit,zone=1,nat(dst=10.128.0.11:8080),table=2)\n\
              group_id=2,type=select,bucket=actions=ct(commit,zone=1,nat(dst=10.128.0.20:8080),table=2)\n"
         );
