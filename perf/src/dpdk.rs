@@ -57,7 +57,7 @@ pub fn eal_args(p: &DpdkParams) -> Vec<String> {
 }
 
 /// Writes `frames` as a classic pcap file (microsecond timestamps, Ethernet).
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
     out.write_all(&2u16.to_le_bytes())?;
@@ -137,5 +137,70 @@ pub fn ports(p: &DpdkParams, frames: &[Vec<u8>], workers: usize) -> Result<DpdkP
         ports: vec![input, output],
         eal,
         capture,
+    })
+}
+
+/// dpdk-service-lb: Sluice's Kubernetes node pipeline (parse → service
+/// with conntrack and DNAT → route → rewrite) on one worker, from
+/// `net_pcap` replaying [`crate::peers::service_traffic`] into `net_null`: the same
+/// Services, endpoints and frames OVS-DPDK's conntrack + NAT pipeline gets.
+pub fn run_service_lb(
+    p: &crate::l3fwd::Params,
+    s: &crate::service_lb::Params,
+    d: &DpdkParams,
+    progress: bool,
+) -> Result<crate::l3fwd::Report, String> {
+    use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
+    use sluice_dataplane::stages::service::ServiceConfig;
+    use sluice_dataplane::stages::service_pipeline;
+    use sluice_dataplane::state::conntrack::ConntrackConfig;
+    use sluice_dataplane::tables::cell::TableCell;
+    let machine = crate::machine::describe();
+    let frames = crate::peers::service_traffic(s, p.flows)?;
+    let (tables, _rings) = crate::service_lb::build_tables(s)?;
+    let opened = ports(d, &frames, p.workers.max(1))?;
+    let mode = if d.dpdk_copy { "copy" } else { "zero-copy" };
+    let io = format!(
+        "dpdk ({mode}): {}; {} Services x {} endpoints, {} UDP flows, conntrack + DNAT",
+        opened.eal.join(" "),
+        s.services,
+        s.endpoints,
+        p.flows
+    );
+    let cfg = EngineConfig {
+        workers: 1,
+        cores: default_cores(1),
+        ..EngineConfig::default()
+    };
+    let svc = ServiceConfig {
+        conntrack: ConntrackConfig {
+            capacity_v4: s.conntrack_capacity,
+            ..ConntrackConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let engine = Engine::start_each(opened.ports, TableCell::new(tables), &cfg, move |_| {
+        service_pipeline(&svc)
+    })
+    .map_err(|e| e.to_string())?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let m = crate::measure::measure(engine, p.seconds, "dpdk-service-lb", progress);
+    drop(opened.capture);
+    if m.result.forwarded == 0 {
+        return Err(format!(
+            "dpdk-service-lb forwarded nothing (drops: {:?})",
+            m.result.drops_by_reason
+        ));
+    }
+    Ok(crate::l3fwd::Report {
+        scenario: "dpdk-service-lb".into(),
+        params: p.clone(),
+        io,
+        frame_size: 64,
+        machine,
+        results: vec![m.result],
+        ratios: Default::default(),
+        rounds: 1,
+        skipped: Vec::new(),
     })
 }

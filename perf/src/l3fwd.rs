@@ -161,10 +161,10 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
 }
 
-const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
-const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub(crate) const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
+pub(crate) const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const GATEWAYS: usize = 4;
+pub(crate) const GATEWAYS: usize = 4;
 
 fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
     MemPortConfig {
@@ -180,7 +180,7 @@ fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
 
 /// The table: p0 (in) and p1 (out); `routes` synthetic prefixes, each via
 /// one of four gateways on p1 with static MACs.
-fn tables(
+pub(crate) fn tables(
     family: Family,
     routes: usize,
     seed: u64,
@@ -238,7 +238,7 @@ pub(crate) fn tables_with(
     b.build().map_err(e)
 }
 
-fn traffic(
+pub(crate) fn traffic(
     family: Family,
     flows: usize,
     frame_size: usize,

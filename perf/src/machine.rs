@@ -59,7 +59,13 @@ pub fn describe() -> Machine {
 
 /// This process's resident memory in MiB (VmRSS), 0 where unknown.
 pub fn resident_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    resident_mib_in("/proc/self/status")
+}
+
+/// Resident memory (VmRSS) in MiB from a `/proc/PID/status` file, 0 where
+/// unknown.
+pub fn resident_mib_in(status: &str) -> f64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

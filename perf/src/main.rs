@@ -19,6 +19,7 @@ mod l3fwd;
 mod latency;
 mod machine;
 mod measure;
+mod peers;
 mod pktgen;
 mod policy;
 mod progress;
@@ -67,6 +68,8 @@ enum Command {
         policy: policy::PolicyParams,
         #[command(flatten)]
         latency: latency::LatencyParams,
+        #[command(flatten)]
+        peers: peers::PeerArgs,
         /// A sweep's points to run, comma-separated (default: the file's).
         #[arg(long, value_delimiter = ',')]
         points: Option<Vec<u64>>,
@@ -115,6 +118,7 @@ fn main() {
             mut policy,
             mut latency,
             points,
+            peers,
             json,
             out,
         } => {
@@ -133,6 +137,7 @@ fn main() {
                 &dir,
                 run_matches,
                 &mut t,
+                &peers,
                 points,
                 json,
                 out.as_deref(),
@@ -264,11 +269,12 @@ fn measure_runner(
         "latency" => return to_value(latency::run(name, t.l3, t.latency, progress)),
         "pktgen" => return to_value(pktgen::run(name, false, t.l3, progress)),
         "pktgen-marked" => return to_value(pktgen::run(name, true, t.l3, progress)),
+        #[cfg(feature = "dpdk")]
         "dpdk-service-lb" => {
-            return Err(format!(
-                "{name}: the dpdk-service-lb runner is not in this build (it comes with the peers harness)"
-            ))
+            return to_value(dpdk::run_service_lb(t.l3, t.service, t.dpdk, progress))
         }
+        #[cfg(not(feature = "dpdk"))]
+        "dpdk-service-lb" => return Err(format!("{runner} needs a build with --features dpdk")),
         _ => {}
     }
     let (io, base) = match runner.strip_prefix("dpdk-") {
@@ -293,12 +299,49 @@ fn measure_runner(
     to_value(l3fwd::run(name, family, mode, t.l3, &io, progress))
 }
 
+/// Runs `runner` beside its peers in alternating rounds (perf/src/peers),
+/// with the machine's conditions around the whole run.
+fn side_by_side(
+    runner: &str,
+    name: &str,
+    t: &mut Targets<'_>,
+    peer_args: &peers::PeerArgs,
+    progress: bool,
+) -> Result<Value, String> {
+    #[cfg(feature = "dpdk")]
+    {
+        let cores = sluice_dataplane::engine::default_cores(t.l3.workers.max(1));
+        let before = conditions::snapshot();
+        let mut report = peers::side_by_side(runner, peer_args, t.l3, t.service, t.dpdk, progress)?;
+        report.scenario = name.to_string();
+        let after = conditions::snapshot();
+        let mut value = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert(
+                "conditions".into(),
+                serde_json::to_value(conditions::between(&before, &after, &cores))
+                    .map_err(|e| e.to_string())?,
+            );
+            obj.insert("date".into(), Value::String(now_utc()));
+        }
+        Ok(value)
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = (name, t, peer_args, progress);
+        Err(format!(
+            "{runner}: its peers run beside Sluice's dpdk backend: build with --features dpdk"
+        ))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     name: &str,
     dir: &Path,
     matches: Option<&ArgMatches>,
     t: &mut Targets<'_>,
+    peer_args: &peers::PeerArgs,
     points: Option<Vec<u64>>,
     json: bool,
     out: Option<&Path>,
@@ -324,6 +367,7 @@ fn run(
         .as_ref()
         .map(|s| s.file.description.clone())
         .unwrap_or_default();
+    peers::select(&runner, peer_args.peers.as_deref())?;
     let progress = true;
     let mut value = match file
         .as_ref()
@@ -381,7 +425,11 @@ fn run(
             if points.is_some() {
                 return Err(format!("--points: {name} is not a sweep"));
             }
-            let mut v = run_one(&runner, name, t, progress)?;
+            let mut v = if peers::is_side_by_side(&runner, peer_args) {
+                side_by_side(&runner, name, t, peer_args, progress)?
+            } else {
+                run_one(&runner, name, t, progress)?
+            };
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("description".into(), Value::String(description));
             }

@@ -69,7 +69,7 @@ pub const RUNNERS: &[&str] = &[
 ];
 
 /// The systems a scenario may be compared with.
-pub const PEERS: &[&str] = &["testpmd", "ovs-dpdk", "linux"];
+pub const PEERS: &[&str] = &["testpmd", "ovs-dpdk", "linux", "sluice-afpacket"];
 
 /// One scenario file, as written.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

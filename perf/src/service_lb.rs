@@ -93,18 +93,18 @@ pub struct Report {
     pub warmup_seconds: f64,
 }
 
-const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub(crate) const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
+pub(crate) const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 
-const VIP_BASE: u32 = 0xac1e_0000; // 172.30.0.0/16
-const EP_BASE: u32 = 0x0a80_0000; // 10.128.0.0/9
-const EST_BASE: u32 = 0x0a40_0000; // 10.64.0.0/11: established clients
+pub(crate) const VIP_BASE: u32 = 0xac1e_0000; // 172.30.0.0/16
+pub(crate) const EP_BASE: u32 = 0x0a80_0000; // 10.128.0.0/9
+pub(crate) const EST_BASE: u32 = 0x0a40_0000; // 10.64.0.0/11: established clients
 const NEW_BASE: u32 = 0x0a60_0000; // 10.96.0.0/11: new clients
 const TCP: u8 = 6;
 
-fn proto_of(service: u32) -> (u8, u16) {
+pub(crate) fn proto_of(service: u32) -> (u8, u16) {
     if service.is_multiple_of(2) {
         (TCP, 80)
     } else {
@@ -112,7 +112,7 @@ fn proto_of(service: u32) -> (u8, u16) {
     }
 }
 
-fn build_tables(p: &Params) -> Result<(Tables, Vec<Arc<ServiceRing>>), String> {
+pub(crate) fn build_tables(p: &Params) -> Result<(Tables, Vec<Arc<ServiceRing>>), String> {
     let mut b = TablesBuilder::new();
     let p0 = b.port("in", 0, MAC_IN, 1500);
     let p1 = b.port("out", 0, MAC_OUT, 1500);
