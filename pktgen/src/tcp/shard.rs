@@ -1,0 +1,141 @@
+//! A shard: one smoltcp interface and the sockets it polls.
+//!
+//! smoltcp's `Interface::poll` walks its whole socket set: for every
+//! received segment to find the socket it belongs to, and once more to see
+//! which sockets have something to send. With thousands of connections in
+//! one set that walk is the cost of every packet. So connections are split
+//! into shards of a few dozen sockets, each with its own interface; the run
+//! loop hands each received frame to the shard that owns its connection,
+//! and polls a shard only when it has received frames, when the
+//! application side gave it work, or when smoltcp's `poll_at` (a
+//! retransmit, a delayed ACK, a timeout) falls due.
+
+use super::device::{
+    gateway_reply_packet, Io, Role, SeqTracker, ShardDevice, LINK_ADDR, LINK_GATEWAY, LINK_PREFIX,
+};
+use sluice_dataplane::buf::Packet;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use std::collections::VecDeque;
+
+/// smoltcp's time from the generator's clock.
+#[inline]
+pub fn instant(now_ns: u64) -> Instant {
+    Instant::from_micros((now_ns / 1000) as i64)
+}
+
+pub struct Shard {
+    pub iface: Interface,
+    pub sockets: SocketSet<'static>,
+    pub rx: VecDeque<Packet>,
+    spent: Vec<Packet>,
+    pub tracker: SeqTracker,
+    pub mac: [u8; 6],
+    pub gateway_mac: [u8; 6],
+    /// Received frames or application work since the last poll.
+    pub dirty: bool,
+    /// When smoltcp wants to be polled next (ns on the generator's clock).
+    pub poll_at_ns: u64,
+    /// SYNs handed to this shard since its last poll (server side: that
+    /// many listening sockets must be ready).
+    pub syns: u32,
+}
+
+impl Shard {
+    pub fn new(role: Role, mac: [u8; 6], gateway_mac: [u8; 6], seed: u64, sockets: usize) -> Shard {
+        let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        cfg.random_seed = seed;
+        let mut iface = Interface::new(cfg, &mut super::device::NullDevice, Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(LINK_ADDR.into(), LINK_PREFIX))
+                .expect("room for one address");
+        });
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(LINK_GATEWAY))
+            .expect("room for the default route");
+        // Segments for any address reach the sockets; the run loop hands a
+        // shard only what belongs to it.
+        iface.set_any_ip(true);
+        Shard {
+            iface,
+            sockets: SocketSet::new(Vec::with_capacity(sockets)),
+            rx: VecDeque::with_capacity(64),
+            spent: Vec::with_capacity(64),
+            tracker: SeqTracker::new(role, sockets * 2),
+            mac,
+            gateway_mac,
+            dirty: true,
+            poll_at_ns: 0,
+            syns: 0,
+        }
+    }
+
+    /// Tells the interface its gateway's MAC (see `device`).
+    pub fn prime(&mut self, io: &mut Io) {
+        if let Some(p) = gateway_reply_packet(&mut io.cache, self.mac, self.gateway_mac) {
+            self.rx.push_back(p);
+            self.dirty = true;
+        }
+    }
+
+    /// A socket with buffers of the given sizes and the generator's options:
+    /// no Nagle (requests and responses go when written), smoltcp's
+    /// default delayed ACK (so an answer carries the ACK).
+    pub fn add_socket(&mut self, rx_buffer: usize, tx_buffer: usize) -> SocketHandle {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx_buffer]),
+            tcp::SocketBuffer::new(vec![0; tx_buffer]),
+        );
+        s.set_nagle_enabled(false);
+        s.set_ack_delay(Some(Duration::from_millis(10)));
+        self.sockets.add(s)
+    }
+
+    /// Whether the shard needs a poll now.
+    #[inline]
+    pub fn due(&self, now_ns: u64) -> bool {
+        self.dirty || self.poll_at_ns <= now_ns
+    }
+
+    /// Lets smoltcp process what was received and send what is queued.
+    pub fn poll(&mut self, io: &mut Io, now_ns: u64) {
+        let mut dev = ShardDevice {
+            io,
+            rx: &mut self.rx,
+            spent: &mut self.spent,
+            tracker: &mut self.tracker,
+            own_mac: self.mac,
+            gateway_mac: self.gateway_mac,
+        };
+        self.iface
+            .poll(instant(now_ns), &mut dev, &mut self.sockets);
+        for p in self.spent.drain(..) {
+            io.cache.free(p);
+        }
+        self.syns = 0;
+        self.dirty = !self.rx.is_empty();
+    }
+
+    /// Asks smoltcp when it next needs a poll (a walk of the sockets: done
+    /// once after the application step, not per packet).
+    pub fn schedule(&mut self, now_ns: u64) {
+        self.poll_at_ns = match self.iface.poll_at(instant(now_ns), &self.sockets) {
+            Some(t) => (t.total_micros().max(0) as u64).saturating_mul(1000),
+            None => u64::MAX,
+        };
+    }
+
+    pub fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    /// Frees what the shard still holds.
+    pub fn release(&mut self, io: &mut Io) {
+        for p in self.rx.drain(..).chain(self.spent.drain(..)) {
+            io.cache.free(p);
+        }
+    }
+}
