@@ -87,7 +87,7 @@ struct TcpArgs {
     #[arg(long)]
     server_mac: Option<String>,
     /// Connections per smoltcp interface.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 8)]
     shard_size: usize,
     /// Packet buffers in the generator's pool.
     #[arg(long, default_value_t = 32768)]

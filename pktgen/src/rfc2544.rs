@@ -172,7 +172,7 @@ impl RouterDut {
 
 /// Transmits into a rings-mode port's receive side (a full ring loses the
 /// packet, as a NIC's full descriptor ring does).
-pub(crate) struct PeerTx(pub(crate) MemPeer);
+struct PeerTx(MemPeer);
 
 impl TxQueue for PeerTx {
     fn tx_burst(&mut self, pkts: &mut Batch, pool: &mut PoolCache) -> usize {
@@ -187,9 +187,9 @@ impl TxQueue for PeerTx {
 }
 
 /// Receives what a rings-mode port transmitted.
-pub(crate) struct PeerRx {
-    pub(crate) peer: MemPeer,
-    pub(crate) stash: Vec<Packet>,
+struct PeerRx {
+    peer: MemPeer,
+    stash: Vec<Packet>,
 }
 
 impl RxQueue for PeerRx {

@@ -42,15 +42,15 @@ fn assert_all_completed(r: &TcpReport, n: u64, requests: u32, cfg: &TcpConfig) {
 
 #[test]
 fn loopback_exchanges_complete_with_matching_bytes() {
-    // 2,000 connections, at most 200 open, responses of several segments;
+    // 1,000 connections, at most 200 open, responses of several segments;
     // then keep-alive: 300 connections of 5 exchanges each.
     let cfg = TcpConfig {
         request: 300,
         response: 5000,
-        ..base(2000, 200)
+        ..base(1000, 200)
     };
     let r = run_loopback(&cfg, &LinkConfig::default(), &mut |_| {}).unwrap();
-    assert_all_completed(&r, 2000, 1, &cfg);
+    assert_all_completed(&r, 1000, 1, &cfg);
     assert!(
         r.peak_concurrent <= 200 && r.peak_concurrent > 1,
         "{}",
@@ -110,7 +110,14 @@ fn connections_through_the_service_pipeline_reach_every_endpoint() {
     assert_eq!(r.ports[0].rx_not_ours, 0, "{:?}", r.ports[0]);
     assert_eq!(r.ports[1].rx_not_ours, 0, "{:?}", r.ports[1]);
     assert_eq!(r.client.retransmits, 0);
-    // Conntrack saw every connection; nothing but the announcements
+    // The worker tracked every connection: one conntrack entry each.
+    assert_eq!(
+        stats.events.get("ct_created").copied(),
+        Some(600),
+        "{:?}",
+        stats.events
+    );
+    // Nothing but the announcements
     // (gratuitous ARP, learned from and then dropped) was dropped.
     let dropped: u64 = stats
         .drops
@@ -143,7 +150,7 @@ fn a_lossy_link_costs_retransmits_not_connections() {
     assert!(p.tx_packets > p.rx_packets, "{p:?}");
     let lost = p.tx_packets - p.rx_packets;
     assert!(
-        retransmits <= lost * 3,
+        retransmits <= lost * 5,
         "retransmits {retransmits} for {lost} lost"
     );
 }

@@ -231,11 +231,10 @@ impl ClientSide {
         false
     }
 
-    /// After a shard's poll: moves each connection along. Returns whether
-    /// anything was written or closed (the shard then needs another poll).
-    pub fn step(&mut self, si: usize, now_ns: u64) -> bool {
+    /// Between a shard's ingress and egress: moves each connection along
+    /// (what it writes or closes goes out in the egress that follows).
+    pub fn step(&mut self, si: usize, now_ns: u64) {
         let cs = &mut self.shards[si];
-        let mut work = false;
         for (i, slot) in cs.slots.iter_mut().enumerate() {
             if slot.phase == Phase::Free {
                 continue;
@@ -260,7 +259,10 @@ impl ClientSide {
                     }
                 }
             }
-            if slot.phase == Phase::Exchanging {
+            // Write what fits of the request, read what came; a finished
+            // exchange starts the next one at once (keep-alive), so it goes
+            // out in this poll's egress.
+            while slot.phase == Phase::Exchanging {
                 while slot.sent < self.request && sock.can_send() {
                     let chunk = (self.request - slot.sent).min(PATTERN.len());
                     match sock.send_slice(&PATTERN[..chunk]) {
@@ -268,7 +270,6 @@ impl ClientSide {
                         Ok(n) => {
                             slot.sent += n;
                             self.counts.request_bytes += n as u64;
-                            work = true;
                         }
                     }
                 }
@@ -285,20 +286,21 @@ impl ClientSide {
                     self.counts.requests += 1;
                     self.request_ns.record(now_ns - slot.request_ns);
                     slot.done += 1;
-                    // Anything past the response belongs to no request.
+                    // Bytes past this response (a server that sends more
+                    // than asked) count toward the next.
                     slot.received -= self.response;
                     if slot.done == self.requests {
                         sock.close();
                         slot.phase = Phase::Closing;
-                        work = true;
                     } else {
                         slot.request_ns = now_ns;
                         slot.sent = 0;
-                        work = true;
+                        continue;
                     }
                 } else if !sock.may_recv() || matches!(state, State::Closed | State::TimeWait) {
                     end = Some(Outcome::Reset);
                 }
+                break;
             }
             if slot.phase == Phase::Closing
                 && matches!(sock.state(), State::TimeWait | State::Closed)
@@ -307,7 +309,6 @@ impl ClientSide {
             }
             if end.is_none() && now_ns.saturating_sub(slot.opened_ns) > self.timeout_ns {
                 sock.abort();
-                work = true;
                 end = Some(Outcome::Timeout);
             }
             if let Some(o) = end {
@@ -328,21 +329,15 @@ impl ClientSide {
                 self.active -= 1;
             }
         }
-        work
     }
 
     /// Retransmits counted by every shard.
     pub fn retransmits(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.shard.tracker.retransmits)
-            .sum()
+        super::shard::retransmits(self.shards.iter().map(|s| &s.shard))
     }
 
     pub fn release(&mut self, io: &mut Io) {
-        for s in &mut self.shards {
-            s.shard.release(io);
-        }
+        super::shard::release(self.shards.iter_mut().map(|s| &mut s.shard), io);
     }
 }
 

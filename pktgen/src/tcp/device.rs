@@ -62,6 +62,12 @@ pub struct IoCounters {
     pub arp_answered: u64,
     /// Gratuitous ARP sent at start.
     pub arp_announced: u64,
+    /// SYNs again for a connection the server side already has (the
+    /// client sent its SYN again): dropped, because smoltcp would give
+    /// them to a listening socket and open a second connection on the same
+    /// addresses and ports; the connection's own socket sends its SYN-ACK
+    /// again on its timer.
+    pub rx_duplicate_syn: u64,
 }
 
 /// One port's queues and the buffers that move through them.
@@ -402,6 +408,13 @@ impl SeqTracker {
                 *high = end;
             }
         }
+    }
+
+    /// Whether a connection is known (its first segment has gone out and
+    /// its slot not yet freed).
+    #[inline]
+    pub fn knows(&self, key: u64) -> bool {
+        self.flows.contains_key(&key)
     }
 
     /// Forgets a connection.

@@ -20,11 +20,10 @@ use super::device::Io;
 use super::server::ServerSide;
 use super::{run, Stack, TcpConfig, TcpProgress, TcpReport};
 use crate::clock::Clock;
-use crate::rfc2544::PeerTx;
 use sluice_dataplane::buf::{Batch, Packet, PacketPool, PoolCache, BURST_SIZE};
 use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
 use sluice_dataplane::io::mem::{MemPeer, MemPort, MemPortConfig, RssMode};
-use sluice_dataplane::io::{Port, RxQueue};
+use sluice_dataplane::io::{Port, RxQueue, TxQueue};
 use sluice_dataplane::stages::service::ServiceConfig;
 use sluice_dataplane::stages::service_pipeline;
 use sluice_dataplane::stats::StatsSnapshot;
@@ -144,6 +143,27 @@ impl RxQueue for PeerRxInOrder {
     }
 }
 
+/// Puts frames on a rings-mode port's receive ring; what does not fit stays
+/// in the batch (the generator counts it as refused, `tx_dropped`).
+struct PeerTxCounted(MemPeer);
+
+impl TxQueue for PeerTxCounted {
+    fn tx_burst(&mut self, pkts: &mut Batch, _pool: &mut PoolCache) -> usize {
+        let mut all = core::mem::take(pkts);
+        let mut rest = all.drain(..);
+        let mut sent = 0;
+        for p in rest.by_ref() {
+            if let Err(p) = self.0.inject_to(0, p) {
+                pkts.push(p);
+                break;
+            }
+            sent += 1;
+        }
+        pkts.extend(rest);
+        sent
+    }
+}
+
 /// Sluice's Service pipeline, one worker, between two memory ports.
 pub struct ServiceDut {
     engine: Option<Engine>,
@@ -172,7 +192,7 @@ impl ServiceDut {
             port_id: id,
             rx_queues: 1,
             tx_queues: 1,
-            ring_size: 8192,
+            ring_size: 32 * 1024,
             mac,
             mtu: 1500,
             rss: RssMode::None,
@@ -228,7 +248,7 @@ impl ServiceDut {
                     peer: peer.clone(),
                     stash: Vec::with_capacity(16 * 1024),
                 }),
-                Box::new(PeerTx(peer.clone())),
+                Box::new(PeerTxCounted(peer.clone())),
                 pool.cache(4 * BURST_SIZE),
             )
         };

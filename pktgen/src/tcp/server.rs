@@ -204,11 +204,10 @@ impl ServerSide {
         self.arm(si, syns);
     }
 
-    /// After a shard's poll: answers requests and closes finished
-    /// connections. Returns whether anything was written or closed.
-    pub fn step(&mut self, si: usize, now_ns: u64) -> bool {
+    /// Between a shard's ingress and egress: answers requests and closes
+    /// finished connections.
+    pub fn step(&mut self, si: usize, now_ns: u64) {
         let ss = &mut self.shards[si];
-        let mut work = false;
         for (i, slot) in ss.slots.iter_mut().enumerate() {
             if slot.phase == Phase::Free {
                 continue;
@@ -265,7 +264,6 @@ impl ServerSide {
                         Ok(n) => {
                             slot.owed -= n as u64;
                             self.counts.response_bytes += n as u64;
-                            work = true;
                         }
                     }
                 }
@@ -275,7 +273,6 @@ impl ServerSide {
                     _ if !sock.may_recv() && slot.owed == 0 && state != State::SynReceived => {
                         sock.close();
                         slot.phase = Phase::Closing;
-                        work = true;
                     }
                     _ => {}
                 }
@@ -287,7 +284,6 @@ impl ServerSide {
             }
             if end.is_none() && now_ns.saturating_sub(slot.accepted_ns) > self.timeout_ns {
                 sock.abort();
-                work = true;
                 self.counts.timeout += 1;
                 end = Some(false);
             } else if end == Some(false) {
@@ -303,20 +299,15 @@ impl ServerSide {
                 self.active -= 1;
             }
         }
-        work
     }
 
+    /// Retransmits counted by every shard.
     pub fn retransmits(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.shard.tracker.retransmits)
-            .sum()
+        super::shard::retransmits(self.shards.iter().map(|s| &s.shard))
     }
 
     pub fn release(&mut self, io: &mut Io) {
-        for s in &mut self.shards {
-            s.shard.release(io);
-        }
+        super::shard::release(self.shards.iter_mut().map(|s| &mut s.shard), io);
     }
 }
 

@@ -14,11 +14,14 @@ use super::device::{
     gateway_reply_packet, Io, Role, SeqTracker, ShardDevice, LINK_ADDR, LINK_GATEWAY, LINK_PREFIX,
 };
 use sluice_dataplane::buf::Packet;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use std::collections::VecDeque;
+
+/// Longest time a shard goes without a poll.
+const HOUSEKEEPING_NS: u64 = 1_000_000_000;
 
 /// smoltcp's time from the generator's clock.
 #[inline]
@@ -100,8 +103,12 @@ impl Shard {
         self.dirty || self.poll_at_ns <= now_ns
     }
 
-    /// Lets smoltcp process what was received and send what is queued.
-    pub fn poll(&mut self, io: &mut Io, now_ns: u64) {
+    /// Lets smoltcp process what was received (the first half of a poll;
+    /// the application step comes next, then [`Shard::egress`], so what the
+    /// application writes goes out in the same poll, with the ACK of what
+    /// it answers).
+    pub fn ingress(&mut self, io: &mut Io, now_ns: u64) {
+        let ts = instant(now_ns);
         let mut dev = ShardDevice {
             io,
             rx: &mut self.rx,
@@ -110,22 +117,47 @@ impl Shard {
             own_mac: self.mac,
             gateway_mac: self.gateway_mac,
         };
-        self.iface
-            .poll(instant(now_ns), &mut dev, &mut self.sockets);
+        self.iface.poll_maintenance(ts);
+        while self
+            .iface
+            .poll_ingress_single(ts, &mut dev, &mut self.sockets)
+            != PollIngressSingleResult::None
+        {}
         for p in self.spent.drain(..) {
             io.cache.free(p);
         }
         self.syns = 0;
+    }
+
+    /// Lets smoltcp send what is queued: one walk of the set, one segment
+    /// per socket (a socket with more to send makes `poll_at` say "now",
+    /// so [`Shard::schedule`] has the shard polled again on the next pass
+    /// instead of walking every socket again here).
+    pub fn egress(&mut self, io: &mut Io, now_ns: u64) {
+        let ts = instant(now_ns);
+        let mut dev = ShardDevice {
+            io,
+            rx: &mut self.rx,
+            spent: &mut self.spent,
+            tracker: &mut self.tracker,
+            own_mac: self.mac,
+            gateway_mac: self.gateway_mac,
+        };
+        self.iface.poll_egress(ts, &mut dev, &mut self.sockets);
+        // A gateway ARP answered in place is waiting in `rx`.
         self.dirty = !self.rx.is_empty();
     }
 
     /// Asks smoltcp when it next needs a poll (a walk of the sockets: done
     /// once after the application step, not per packet).
+    /// At the latest a second from now, so the application step sees every
+    /// connection's timeout even when smoltcp has no timer running.
     pub fn schedule(&mut self, now_ns: u64) {
-        self.poll_at_ns = match self.iface.poll_at(instant(now_ns), &self.sockets) {
+        let smoltcp = match self.iface.poll_at(instant(now_ns), &self.sockets) {
             Some(t) => (t.total_micros().max(0) as u64).saturating_mul(1000),
             None => u64::MAX,
         };
+        self.poll_at_ns = smoltcp.min(now_ns + HOUSEKEEPING_NS);
     }
 
     pub fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -137,5 +169,17 @@ impl Shard {
         for p in self.rx.drain(..).chain(self.spent.drain(..)) {
             io.cache.free(p);
         }
+    }
+}
+
+/// Retransmits counted by a side's shards.
+pub fn retransmits<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> u64 {
+    shards.into_iter().map(|s| s.tracker.retransmits).sum()
+}
+
+/// Frees what a side's shards still hold.
+pub fn release<'a>(shards: impl IntoIterator<Item = &'a mut Shard>, io: &mut Io) {
+    for s in shards {
+        s.release(io);
     }
 }
