@@ -75,6 +75,7 @@ pub struct ClientShard {
 
 pub struct ClientSide {
     pub shards: Vec<ClientShard>,
+    pub schedule: super::shard::Schedule,
     addrs: Vec<u32>,
     first_port: u16,
     /// Ports each shard has: (last - first + 1) / shards.
@@ -136,6 +137,7 @@ impl ClientSide {
             .collect::<Vec<_>>();
         ClientSide {
             ports_per_shard: ports / shards.len() as u32,
+            schedule: super::shard::Schedule::new(shards.len()),
             shards,
             addrs: cfg.clients.clone(),
             first_port: cfg.client_ports.0,
@@ -222,7 +224,7 @@ impl ClientSide {
             slot.opened_ns = now_ns;
             slot.done = 0;
             slot.key = SeqTracker::key(addr, port as u16, target.port());
-            cs.shard.dirty = true;
+            self.schedule.wake(&mut cs.shard, si);
             self.counts.attempted += 1;
             self.active += 1;
             self.peak = self.peak.max(self.active);
@@ -351,4 +353,10 @@ enum Outcome {
 /// 1 KiB and 64 KiB.
 pub fn buffer(bytes: usize) -> usize {
     bytes.next_power_of_two().clamp(1024, 64 * 1024)
+}
+
+impl AsMut<Shard> for ClientShard {
+    fn as_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
 }

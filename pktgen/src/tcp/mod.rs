@@ -361,6 +361,8 @@ pub struct Stack {
     pub client: Option<ClientSide>,
     pub server: Option<ServerSide>,
     batch: Batch,
+    /// The shards one pass polls.
+    due: Vec<u32>,
 }
 
 impl Stack {
@@ -370,6 +372,7 @@ impl Stack {
             client,
             server,
             batch: Batch::new(),
+            due: Vec::new(),
         }
     }
 
@@ -421,25 +424,25 @@ impl Stack {
     /// Polls the shards that are due; returns how many were.
     fn poll(&mut self, now_ns: u64) -> usize {
         let mut polled = 0;
+        let due = &mut self.due;
         if let Some(c) = &mut self.client {
-            for si in 0..c.shards.len() {
-                if !c.shards[si].shard.due(now_ns) {
-                    continue;
-                }
-                polled += 1;
+            c.schedule.due(now_ns, &mut c.shards, due);
+            polled += due.len();
+            for &si in due.iter() {
+                let si = si as usize;
                 c.shards[si].shard.ingress(&mut self.io, now_ns);
                 c.step(si, now_ns);
                 let sh = &mut c.shards[si].shard;
                 sh.egress(&mut self.io, now_ns);
                 sh.schedule(now_ns);
+                c.schedule.polled(&c.shards[si].shard, si);
             }
         }
         if let Some(s) = &mut self.server {
-            for si in 0..s.shards.len() {
-                if !s.shards[si].shard.due(now_ns) {
-                    continue;
-                }
-                polled += 1;
+            s.schedule.due(now_ns, &mut s.shards, due);
+            polled += due.len();
+            for &si in due.iter() {
+                let si = si as usize;
                 s.prepare(si);
                 s.shards[si].shard.ingress(&mut self.io, now_ns);
                 s.step(si, now_ns);
@@ -447,6 +450,7 @@ impl Stack {
                 let sh = &mut s.shards[si].shard;
                 sh.egress(&mut self.io, now_ns);
                 sh.schedule(now_ns);
+                s.schedule.polled(&s.shards[si].shard, si);
             }
         }
         self.io.flush();
@@ -479,7 +483,7 @@ fn demux(
                 if let Some(si) = c.shard_of(seg.dst, seg.dport) {
                     let sh = &mut c.shards[si].shard;
                     sh.rx.push_back(pkt);
-                    sh.dirty = true;
+                    c.schedule.wake(sh, si);
                     return;
                 }
             }
@@ -498,7 +502,7 @@ fn demux(
                         sh.syns += 1;
                     }
                     sh.rx.push_back(pkt);
-                    sh.dirty = true;
+                    s.schedule.wake(sh, si);
                     return;
                 }
             }

@@ -68,6 +68,7 @@ pub struct ServerShard {
 
 pub struct ServerSide {
     pub shards: Vec<ServerShard>,
+    pub schedule: super::shard::Schedule,
     listeners: Vec<SocketAddrV4>,
     pub active: u64,
     pub counts: ServerCounts,
@@ -100,6 +101,7 @@ impl ServerSide {
                     listening: vec![0; cfg.listeners.len()],
                 })
                 .collect(),
+            schedule: super::shard::Schedule::new(shards),
             listeners: cfg.listeners.clone(),
             active: 0,
             counts: ServerCounts::default(),
@@ -312,3 +314,9 @@ impl ServerSide {
 }
 
 use smoltcp::wire::IpEndpoint;
+
+impl AsMut<Shard> for ServerShard {
+    fn as_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+}
