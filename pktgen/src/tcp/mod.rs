@@ -435,7 +435,7 @@ impl Stack {
                 let sh = &mut c.shards[si].shard;
                 sh.egress(&mut self.io, now_ns);
                 sh.schedule(now_ns);
-                c.schedule.polled(&c.shards[si].shard, si);
+                c.schedule.polled(&mut c.shards[si].shard, si);
             }
         }
         if let Some(s) = &mut self.server {
@@ -450,7 +450,7 @@ impl Stack {
                 let sh = &mut s.shards[si].shard;
                 sh.egress(&mut self.io, now_ns);
                 sh.schedule(now_ns);
-                s.schedule.polled(&s.shards[si].shard, si);
+                s.schedule.polled(&mut s.shards[si].shard, si);
             }
         }
         self.io.flush();

@@ -43,6 +43,9 @@ pub struct Shard {
     pub dirty: bool,
     /// When smoltcp wants to be polled next (ns on the generator's clock).
     pub poll_at_ns: u64,
+    /// The time of this shard's live entry in its side's timer heap
+    /// (`u64::MAX`: none).
+    timer_at: u64,
     /// SYNs handed to this shard since its last poll (server side: that
     /// many listening sockets must be ready).
     pub syns: u32,
@@ -74,6 +77,7 @@ impl Shard {
             gateway_mac,
             dirty: true,
             poll_at_ns: 0,
+            timer_at: u64::MAX,
             syns: 0,
         }
     }
@@ -182,11 +186,14 @@ pub fn release<'a>(shards: impl IntoIterator<Item = &'a mut Shard>, io: &mut Io)
 /// Which shards of a side to poll: those with frames or work (`ready`),
 /// and those whose `poll_at` has come (a heap of times). A pass costs the
 /// shards that are due, not a look at every shard: with 100,000
-/// connections there are 12,500 shards a side.
+/// connections there are 12,500 shards a side. A shard has at most one
+/// live entry in the heap (its `timer_at`): a later `poll_at` waits for
+/// the earlier entry to fire and is pushed then, so the heap stays as small
+/// as the number of shards.
 pub struct Schedule {
     ready: Vec<u32>,
-    /// (poll_at_ns, shard); an entry is stale once the shard's
-    /// `poll_at_ns` has moved on.
+    /// (time, shard); an entry whose time is not its shard's `timer_at` is
+    /// stale and skipped.
     timers: BinaryHeap<Reverse<(u64, u32)>>,
 }
 
@@ -208,6 +215,13 @@ impl Schedule {
         }
     }
 
+    fn arm(&mut self, shard: &mut Shard, si: u32) {
+        if shard.poll_at_ns < shard.timer_at {
+            shard.timer_at = shard.poll_at_ns;
+            self.timers.push(Reverse((shard.poll_at_ns, si)));
+        }
+    }
+
     /// Moves the shards due at `now_ns` into `out`.
     pub fn due(&mut self, now_ns: u64, shards: &mut [impl AsMut<Shard>], out: &mut Vec<u32>) {
         out.clear();
@@ -218,20 +232,29 @@ impl Schedule {
             }
             self.timers.pop();
             let sh = shards[si as usize].as_mut();
-            if sh.poll_at_ns == t && !sh.dirty {
+            if t != sh.timer_at {
+                continue;
+            }
+            sh.timer_at = u64::MAX;
+            if sh.dirty {
+                continue; // already in `out` (it was ready)
+            }
+            if sh.poll_at_ns <= now_ns {
                 sh.dirty = true;
                 out.push(si);
+            } else {
+                self.arm(sh, si);
             }
         }
     }
 
     /// After a shard's poll and [`Shard::schedule`]: ready again if it
     /// still has frames, else waiting for its time.
-    pub fn polled(&mut self, shard: &Shard, si: usize) {
+    pub fn polled(&mut self, shard: &mut Shard, si: usize) {
         if shard.dirty {
             self.ready.push(si as u32);
         } else {
-            self.timers.push(Reverse((shard.poll_at_ns, si as u32)));
+            self.arm(shard, si as u32);
         }
     }
 }
