@@ -352,6 +352,10 @@ pub struct TcpReport {
     pub listeners: Vec<ListenerReport>,
     /// Per port the generator uses (one for a loop, two through a DUT).
     pub ports: Vec<IoCounters>,
+    /// What the device under test dropped, by reason, and its
+    /// connection-tracking events (empty on a loop).
+    pub dut_drops: std::collections::BTreeMap<String, u64>,
+    pub dut_events: std::collections::BTreeMap<String, u64>,
     pub per_second: Vec<TcpProgress>,
 }
 
@@ -703,6 +707,8 @@ pub fn run(
         request_latency_ns: c.request_ns.report(),
         listeners,
         ports: stacks.iter().map(|s| s.io.counters.clone()).collect(),
+        dut_drops: Default::default(),
+        dut_events: Default::default(),
         per_second,
     }
 }

@@ -219,6 +219,16 @@ impl ServerSide {
                 .sockets
                 .get_mut::<smoltcp::socket::tcp::Socket>(slot.handle);
             let state = sock.state();
+            if slot.phase != Phase::Listening && state == State::Listen {
+                // smoltcp puts a socket reset in SYN-RECEIVED back to
+                // LISTEN: the connection is over, the socket listens again.
+                self.counts.reset += 1;
+                ss.shard.tracker.forget(slot.key);
+                slot.phase = Phase::Listening;
+                ss.listening[slot.listener as usize] += 1;
+                self.active -= 1;
+                continue;
+            }
             if slot.phase == Phase::Listening {
                 if state == State::Listen {
                     continue;
