@@ -8,19 +8,19 @@
 //!
 //! - [`device`]: a port's queues as smoltcp devices, static neighbours,
 //!   retransmit counting;
-//! - [`shard`]: one smoltcp interface and a few dozen sockets, polled only
-//!   when it has work;
+//! - [`shard`]: one smoltcp interface and a few sockets, polled only when
+//!   it has work;
 //! - [`client`] and [`server`]: the two ends' connection slots and what
-//!   they do after each poll;
+//!   they do between a poll's ingress and egress;
 //! - [`dut`]: Sluice's Service pipeline in this process, between a client
 //!   port and a server port;
 //! - here: the configuration, the run loop and the report.
 //!
 //! One thread runs everything: each pass receives bursts from every port
 //! and hands each frame to the shard that owns its connection, opens the
-//! connections the rate allows, polls the shards that are due (each poll
-//! followed by the application step: send, receive, close), and sends the
-//! transmit batches. IPv4 only.
+//! connections the rate allows, polls the shards that are due (smoltcp's
+//! ingress, the application step: receive, send, close; smoltcp's egress),
+//! and sends the transmit batches. IPv4 only.
 
 pub mod client;
 pub mod device;

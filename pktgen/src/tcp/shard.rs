@@ -4,11 +4,13 @@
 //! received segment to find the socket it belongs to, and once more to see
 //! which sockets have something to send. With thousands of connections in
 //! one set that walk is the cost of every packet. So connections are split
-//! into shards of a few dozen sockets, each with its own interface; the run
-//! loop hands each received frame to the shard that owns its connection,
-//! and polls a shard only when it has received frames, when the
-//! application side gave it work, or when smoltcp's `poll_at` (a
-//! retransmit, a delayed ACK, a timeout) falls due.
+//! into shards of a few sockets (8 by default), each with its own
+//! interface; the run loop hands each received frame to the shard that
+//! owns its connection, and polls a shard only when it has received
+//! frames, when the application side gave it work, or when smoltcp's
+//! `poll_at` (a retransmit, a delayed ACK, a timeout) falls due
+//! ([`Schedule`]). A poll is [`Shard::ingress`], the side's application
+//! step, then [`Shard::egress`].
 
 use super::device::{
     gateway_reply_packet, Io, Role, SeqTracker, ShardDevice, LINK_ADDR, LINK_GATEWAY, LINK_PREFIX,
