@@ -186,3 +186,34 @@ fn bad_configurations_are_refused_naming_the_option() {
     })
     .contains("too few"));
 }
+
+#[test]
+fn connections_that_get_nowhere_time_out_and_are_counted_failed() {
+    let cfg = TcpConfig {
+        timeout_ns: 200_000_000,
+        drain_ns: 5_000_000_000,
+        ..base(20, 20)
+    };
+    let link = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    let t0 = std::time::Instant::now();
+    let r = run_loopback(&cfg, &link, &mut |_| {}).unwrap();
+    assert_eq!(r.client.attempted, 20);
+    assert_eq!((r.client.established, r.client.completed), (0, 0));
+    assert_eq!(
+        (r.client.failed, r.client.failed_timeout),
+        (20, 20),
+        "{r:#?}"
+    );
+    assert_eq!(r.server.accepted, 0);
+    assert_eq!(r.unfinished, 0);
+    // Aborted at the timeout (shards are polled at least once a second),
+    // not left to the drain.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(1800),
+        "{:?}",
+        t0.elapsed()
+    );
+}
