@@ -12,7 +12,6 @@ mod l3fwd;
 mod machine;
 mod measure;
 mod pktgen;
-mod pktgen_tcp;
 mod policy;
 mod service_lb;
 
@@ -67,8 +66,6 @@ fn main() {
             }
             println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
             println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
-            println!("pktgen-tcp  stateful TCP (smoltcp both ends) over a mem loopback: 1,000 open, 100 B request, 1,000 B response");
-            println!("pktgen-tcp-service  the same through the Service pipeline (one worker, a ClusterIP with 4 endpoints)");
             println!("policy     service-lb with 10k NetworkPolicies and 1k ClusterNetworkPolicies over the 100k endpoint pods; compile time and table size");
         }
         Command::Run {
@@ -82,16 +79,6 @@ fn main() {
         } => {
             if scenario == "policy" {
                 match policy::run(&service, &policy, params.seconds, !json) {
-                    Ok(report) => print(&report, json),
-                    Err(e) => {
-                        eprintln!("sluice-perf: {e}");
-                        std::process::exit(1);
-                    }
-                }
-                return;
-            }
-            if scenario.starts_with("pktgen-tcp") {
-                match pktgen_tcp::run(&scenario, params.seconds, !json) {
                     Ok(report) => print(&report, json),
                     Err(e) => {
                         eprintln!("sluice-perf: {e}");
