@@ -15,7 +15,8 @@
 //! - [`link`] and [`ports`]: an in-memory link with loss and delay, and
 //!   port specs;
 //! - [`run`]: the send/receive loop and its report;
-//! - [`replay`] and [`rfc2544`].
+//! - [`replay`] and [`rfc2544`];
+//! - [`tcp`]: stateful TCP connections with smoltcp.
 
 /// Prints a line to stdout; a closed pipe (`| head`) ends the output
 /// quietly instead of panicking.
@@ -40,3 +41,4 @@ pub mod rfc2544;
 pub mod run;
 pub mod spec;
 pub mod stream;
+pub mod tcp;

@@ -26,6 +26,84 @@ enum Command {
     Rfc2544(sluice_pktgen::rfc2544::Rfc2544Args),
     /// Check streams and print their template frames.
     Show(StreamArgs),
+    /// Stateful TCP: connections with request/response traffic (smoltcp on both ends).
+    Tcp(TcpArgs),
+}
+
+#[derive(Args)]
+struct TcpArgs {
+    /// The wire between the two sides: mem:loop[,loss=1%][,delay=100us][,...].
+    #[arg(long, conflicts_with = "dut")]
+    port: Option<String>,
+    /// Or through Sluice in this process: 'service' (a ClusterIP Service with
+    /// --endpoints endpoints; clients, servers and listeners are the lab's).
+    #[arg(long)]
+    dut: Option<String>,
+    /// Endpoints of the Service (--dut service).
+    #[arg(long, default_value_t = 2)]
+    endpoints: usize,
+    /// Client addresses: 10.0.0.100-10.0.0.199, 10.0.0.0/24 or one address.
+    #[arg(long)]
+    clients: Option<String>,
+    /// Client ports, FIRST-LAST.
+    #[arg(long, default_value = "1024-65535")]
+    client_ports: String,
+    /// Where clients connect: ADDR:PORT,... (in turn).
+    #[arg(long)]
+    servers: Option<String>,
+    /// Where the server side listens (default: --servers).
+    #[arg(long)]
+    listen: Option<String>,
+    /// New connections per second (default: as fast as slots free up).
+    #[arg(long)]
+    cps: Option<f64>,
+    /// Connections open at most at once.
+    #[arg(long, default_value_t = 100)]
+    concurrent: usize,
+    /// Request bytes.
+    #[arg(long, default_value_t = 100)]
+    request: usize,
+    /// Response bytes.
+    #[arg(long, default_value_t = 1000)]
+    response: usize,
+    /// Request/response exchanges per connection (keep-alive when above 1).
+    #[arg(long, default_value_t = 1)]
+    requests: u32,
+    /// Seconds to open connections for (default 5 unless --connections).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Stop after opening this many connections.
+    #[arg(long)]
+    connections: Option<u64>,
+    /// A connection not done this long after opening is aborted (failed).
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// After the last connection is opened, wait at most this long for the rest.
+    #[arg(long, default_value = "12s")]
+    drain: String,
+    /// The client side's MAC and its next hop's (--port only).
+    #[arg(long)]
+    client_mac: Option<String>,
+    #[arg(long)]
+    server_mac: Option<String>,
+    /// Connections per smoltcp interface.
+    #[arg(long, default_value_t = 8)]
+    shard_size: usize,
+    /// Packet buffers in the generator's pool.
+    #[arg(long, default_value_t = 32768)]
+    pool: u32,
+    /// Pin the generator to this core.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Pin the DUT's worker to this core (default: the last core).
+    #[arg(long)]
+    dut_core: Option<usize>,
+    /// Print the result as one JSON object (the live lines go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// No live lines.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -255,6 +333,110 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
+    use sluice_pktgen::tcp::{self, dut, TcpConfig};
+    let (lo, hi) = a
+        .client_ports
+        .split_once('-')
+        .and_then(|(l, h)| Some((l.trim().parse::<u16>().ok()?, h.trim().parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "--client-ports: expected FIRST-LAST, got {:?}",
+                a.client_ports
+            )
+        })?;
+    let timeout = parse_duration_ns(&a.timeout).map_err(|e| format!("--timeout: {e}"))?;
+    let drain = parse_duration_ns(&a.drain).map_err(|e| format!("--drain: {e}"))?;
+    let mut cfg = TcpConfig {
+        client_ports: (lo, hi),
+        cps: a.cps,
+        concurrent: a.concurrent,
+        request: a.request,
+        response: a.response,
+        requests_per_connection: a.requests,
+        seconds: match (a.seconds, a.connections) {
+            (Some(s), _) => Some(s),
+            (None, Some(_)) => None,
+            (None, None) => Some(5.0),
+        },
+        count: a.connections,
+        timeout_ns: timeout,
+        drain_ns: drain,
+        shard_size: a.shard_size,
+        pool_size: a.pool,
+        ..TcpConfig::default()
+    };
+    let quiet = a.quiet;
+    let mut live = move |p: &tcp::TcpProgress| {
+        if !quiet {
+            eprintln!("{}", p.line());
+        }
+    };
+    let report = match (&a.port, a.dut.as_deref()) {
+        (_, Some("service")) => {
+            for (given, name) in [
+                (a.clients.is_some(), "--clients"),
+                (a.servers.is_some(), "--servers"),
+                (a.listen.is_some(), "--listen"),
+                (a.client_mac.is_some(), "--client-mac"),
+                (a.server_mac.is_some(), "--server-mac"),
+            ] {
+                if given {
+                    return Err(format!(
+                        "{name}: fixed by --dut service (clients 10.0.0.2-10.0.0.126, VIP 172.30.0.10:80, endpoints 20.0.1.N:8080)"
+                    ));
+                }
+            }
+            cfg = dut::service_config(&cfg, a.endpoints);
+            cfg.validate()?;
+            let d = dut::ServiceDut::start(a.endpoints, a.dut_core)?;
+            pin(a.core)?;
+            d.run(&cfg, &mut live)?
+        }
+        (_, Some(other)) => {
+            return Err(format!("--dut: expected 'service', got {other:?}"));
+        }
+        (Some(p), None) => {
+            let PortSpec::Loop(link) = PortSpec::parse(p).map_err(|e| format!("--port: {e}"))?
+            else {
+                return Err(format!(
+                    "--port: {p:?} does not loop back; the TCP mode needs mem:loop[,...] (or --dut service)"
+                ));
+            };
+            if let Some(c) = &a.clients {
+                cfg.clients = tcp::parse_addr_range(c).map_err(|e| format!("--clients: {e}"))?;
+            }
+            if let Some(s) = &a.servers {
+                cfg.targets = tcp::parse_endpoints(s).map_err(|e| format!("--servers: {e}"))?;
+            }
+            cfg.listeners = match &a.listen {
+                Some(l) => tcp::parse_endpoints(l).map_err(|e| format!("--listen: {e}"))?,
+                None => cfg.targets.clone(),
+            };
+            if let Some(m) = &a.client_mac {
+                cfg.client_mac = tcp::parse_mac(m).map_err(|e| format!("--client-mac: {e}"))?;
+                cfg.server_next_hop = cfg.client_mac;
+            }
+            if let Some(m) = &a.server_mac {
+                cfg.server_mac = tcp::parse_mac(m).map_err(|e| format!("--server-mac: {e}"))?;
+                cfg.client_next_hop = cfg.server_mac;
+            }
+            pin(a.core)?;
+            tcp::run_loopback(&cfg, &link, &mut live)?
+        }
+        (None, None) => return Err("give --port mem:loop[,...] or --dut service".into()),
+    };
+    if a.json {
+        out!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        out!("{}", tcp::summary(&report));
+    }
+    Ok(())
+}
+
 fn cmd_show(a: StreamArgs) -> Result<(), String> {
     let profile = a.load()?;
     let gen = sluice_pktgen::gen::Generator::new(&profile.streams, 1).map_err(|e| e.to_string())?;
@@ -286,6 +468,7 @@ fn main() {
         Command::Replay(a) => cmd_replay(a),
         Command::Rfc2544(a) => sluice_pktgen::rfc2544::main(a),
         Command::Show(a) => cmd_show(a),
+        Command::Tcp(a) => cmd_tcp(a),
     };
     if let Err(e) = result {
         eprintln!("sluice-pktgen: {e}");

@@ -95,6 +95,58 @@ pub struct LatencyReport {
     pub max: u64,
 }
 
+/// The percentiles of a histogram of nanoseconds.
+fn latency_report(h: &Histogram<u64>) -> LatencyReport {
+    if h.is_empty() {
+        return LatencyReport::default();
+    }
+    LatencyReport {
+        samples: h.len(),
+        min: h.min(),
+        mean: (h.mean() * 10.0).round() / 10.0,
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+/// A latency histogram in nanoseconds with the streams' bounds (1 ns to
+/// 100 s, 3 significant digits), for latencies that are not marks (the
+/// stateful TCP mode's connect and request times). Recording allocates
+/// nothing.
+pub struct LatencyHistogram(Histogram<u64>);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> LatencyHistogram {
+        LatencyHistogram(Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds"))
+    }
+
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.0.saturating_record(ns.max(1));
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn report(&self) -> LatencyReport {
+        latency_report(&self.0)
+    }
+}
+
 /// What one stream sent and what came back.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StreamReport {
@@ -182,21 +234,7 @@ impl Receiver {
         } else {
             0
         };
-        let h = &s.latency;
-        let latency_ns = if h.is_empty() {
-            LatencyReport::default()
-        } else {
-            LatencyReport {
-                samples: h.len(),
-                min: h.min(),
-                mean: (h.mean() * 10.0).round() / 10.0,
-                p50: h.value_at_quantile(0.50),
-                p90: h.value_at_quantile(0.90),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            }
-        };
+        let latency_ns = latency_report(&s.latency);
         StreamReport {
             id,
             name: name.to_string(),

@@ -233,3 +233,76 @@ fn show_prints_templates() {
         "{out}"
     );
 }
+
+#[test]
+fn tcp_reports_json_and_refuses_bad_options_by_name() {
+    let (code, out, err) = pktgen(&[
+        "tcp",
+        "--port",
+        "mem:loop",
+        "--clients",
+        "10.9.0.0/28",
+        "--servers",
+        "10.9.1.1:8000,10.9.1.2:8000",
+        "--connections",
+        "300",
+        "--concurrent",
+        "30",
+        "--cps",
+        "5000",
+        "--request",
+        "50",
+        "--response",
+        "700",
+        "--requests",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    assert_eq!(r["client"]["completed"], 300, "{r}");
+    assert_eq!(r["client"]["failed"], 0);
+    assert_eq!(r["client"]["response_bytes"], 300 * 2 * 700);
+    assert_eq!(r["server"]["request_bytes"], 300 * 2 * 50);
+    assert!(r["peak_concurrent"].as_u64().unwrap() <= 30, "{r}");
+    // Connections went to both servers, in turn.
+    assert_eq!(r["listeners"][0]["accepted"], 150, "{r}");
+    assert_eq!(r["listeners"][1]["accepted"], 150, "{r}");
+    for k in ["p50", "p99", "max"] {
+        assert!(r["connect_latency_ns"][k].as_u64().unwrap() > 0, "{k}");
+        assert!(r["request_latency_ns"][k].as_u64().unwrap() > 0, "{k}");
+    }
+
+    for (args, needle) in [
+        (vec!["--port", "mem:sink"], "does not loop back"),
+        (
+            vec!["--port", "mem:loop", "--clients", "fd00::1"],
+            "--clients",
+        ),
+        (
+            vec!["--port", "mem:loop", "--servers", "10.1.0.1"],
+            "--servers",
+        ),
+        (
+            vec!["--port", "mem:loop", "--concurrent", "0"],
+            "--concurrent",
+        ),
+        (
+            vec!["--port", "mem:loop", "--client-mac", "01:00:00:00:00:01"],
+            "multicast",
+        ),
+        (
+            vec!["--dut", "service", "--clients", "10.0.0.5"],
+            "fixed by --dut service",
+        ),
+        (vec!["--dut", "router"], "--dut"),
+        (vec![], "--port"),
+    ] {
+        let mut a = vec!["tcp"];
+        a.extend(args.iter().copied());
+        let (code, _, err) = pktgen(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
