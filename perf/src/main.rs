@@ -21,6 +21,7 @@ mod machine;
 mod measure;
 mod peers;
 mod pktgen;
+mod pktgen_tcp;
 mod policy;
 mod progress;
 mod report;
@@ -269,6 +270,9 @@ fn measure_runner(
         "latency" => return to_value(latency::run(name, t.l3, t.latency, progress)),
         "pktgen" => return to_value(pktgen::run(name, false, t.l3, progress)),
         "pktgen-marked" => return to_value(pktgen::run(name, true, t.l3, progress)),
+        "pktgen-tcp" | "pktgen-tcp-service" => {
+            return to_value(pktgen_tcp::run(runner, name, t.l3.seconds, progress))
+        }
         #[cfg(feature = "dpdk")]
         "dpdk-service-lb" => {
             return to_value(dpdk::run_service_lb(t.l3, t.service, t.dpdk, progress))

@@ -125,7 +125,7 @@ pub fn run(scenario: &str, marked: bool, p: &Params, progress: bool) -> Result<R
 }
 
 /// CPU time this thread has used, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
+pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

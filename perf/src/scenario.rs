@@ -63,6 +63,8 @@ pub const RUNNERS: &[&str] = &[
     "latency",
     "pktgen",
     "pktgen-marked",
+    "pktgen-tcp",
+    "pktgen-tcp-service",
     "dpdk-l3fwd",
     "dpdk-io",
     "dpdk-service-lb",
@@ -239,6 +241,7 @@ fn applies(runner: &str, key: &str) -> bool {
             "run.seed",
         ]
         .contains(&key),
+        "pktgen-tcp" | "pktgen-tcp-service" => key == "run.seconds",
         "pktgen" | "pktgen-marked" => {
             ["traffic.frame_size", "run.seconds", "run.seed"].contains(&key)
         }
