@@ -143,7 +143,7 @@ const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const GATEWAYS: usize = 4;
 
-fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
+pub(crate) fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
     MemPortConfig {
         port_id,
         rx_queues: workers as u16,
@@ -157,7 +157,7 @@ fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
 
 /// The table: p0 (in) and p1 (out); `routes` synthetic prefixes, each via
 /// one of four gateways on p1 with static MACs.
-fn tables(
+pub(crate) fn tables(
     family: Family,
     routes: usize,
     seed: u64,
@@ -200,7 +200,7 @@ fn tables(
     b.build().map_err(e)
 }
 
-fn traffic(
+pub(crate) fn traffic(
     family: Family,
     flows: usize,
     frame_size: usize,

@@ -6,6 +6,7 @@
 //! cycles per packet. `sluice-perf run pktgen --json` measures the packet
 //! generator into an in-memory sink (64-byte UDP, four varying fields).
 
+mod chain;
 #[cfg(feature = "dpdk")]
 mod dpdk;
 mod l3fwd;
@@ -41,6 +42,8 @@ enum Command {
         dpdk: dpdk::DpdkParams,
         #[command(flatten)]
         policy: policy::PolicyParams,
+        #[command(flatten)]
+        chain: chain::ChainParams,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -66,6 +69,7 @@ fn main() {
             }
             println!("pktgen     the packet generator into a mem sink: 64 B UDP, 4 varying fields, no marks");
             println!("pktgen-marked  the same with a sequence number and timestamp in every frame");
+            println!("chain      the node pipeline with 0 and --hops (1,3,5) built-in chain hops (--hop-kind firewall|counter|nat): ns per hop");
             println!("policy     service-lb with 10k NetworkPolicies and 1k ClusterNetworkPolicies over the 100k endpoint pods; compile time and table size");
         }
         Command::Run {
@@ -75,8 +79,19 @@ fn main() {
             #[cfg(feature = "dpdk")]
             dpdk,
             policy,
+            chain,
             json,
         } => {
+            if scenario == "chain" {
+                match chain::run(&scenario, &params, &chain, !json) {
+                    Ok(report) => print(&report, json),
+                    Err(e) => {
+                        eprintln!("sluice-perf: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                return;
+            }
             if scenario == "policy" {
                 match policy::run(&service, &policy, params.seconds, !json) {
                     Ok(report) => print(&report, json),
