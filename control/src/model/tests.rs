@@ -1544,6 +1544,11 @@ fn sluice_kinds() {
         "TCP, UDP",
     );
     assert_field(
+        "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [a], payload: ETHERNET}\n",
+        "spec.payload",
+        "not supported",
+    );
+    assert_field(
         "apiVersion: sluice.dev/v1\nkind: MulticastGroup\nmetadata: {name: g}\nspec: {group: 10.0.0.1, members: []}\n",
         "spec.group",
         "multicast",

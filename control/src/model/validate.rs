@@ -1438,14 +1438,13 @@ impl V {
         Ok(())
     }
 
-    fn payload_steering(&self, payload: Payload, st: &[Steering]) -> R {
+    fn payload(&self, payload: Payload) -> R {
         if payload == Payload::Ethernet {
             return Err(self.err(
                 "spec.payload",
                 "ETHERNET chains are not supported yet by this dataplane; use IP",
             ));
         }
-        let _ = st;
         Ok(())
     }
 
@@ -1465,7 +1464,7 @@ impl V {
             }
         }
         self.steering("spec.steering", &s.steering)?;
-        self.payload_steering(s.payload, &s.steering)
+        self.payload(s.payload)
     }
 
     fn network_service_endpoint(&self, e: &NetworkServiceEndpoint) -> R {
@@ -1626,7 +1625,7 @@ impl V {
             }
         }
         self.steering("spec.steering", &c.spec.steering)?;
-        self.payload_steering(c.spec.payload, &c.spec.steering)
+        self.payload(c.spec.payload)
     }
 
     fn multicast_group(&self, g: &MulticastGroup) -> R {
