@@ -1278,7 +1278,7 @@ spec:
         let svc = parse_manifests(SERVICE).unwrap().remove(0);
         let key = svc.key();
         s2.apply(&[Change::Apply(svc)]).unwrap();
-        let p = c.prepare(&s2, &[key.clone()]).unwrap();
+        let p = c.prepare(&s2, std::slice::from_ref(&key)).unwrap();
         let t2 = c.apply(p);
         assert_eq!(t2.chains.chains().len(), 1);
         // The link flags are the same object in every generation.
