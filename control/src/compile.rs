@@ -17,7 +17,8 @@
 //! and the cluster-wide policy kinds, with the Pods, Namespaces and Nodes
 //! they select, become the policy table ([`crate::policy`]); Pods'
 //! bandwidth annotations and Bandwidth objects the per-pod limits
-//! ([`crate::bandwidth`]). The other Sluice kinds are kept in the desired
+//! ([`crate::bandwidth`]); NetworkServices, NetworkServiceEndpoints and
+//! Chains the service-chain table ([`crate::chains`]). The other Sluice kinds are kept in the desired
 //! state and compiled by the stages that enforce them, as those land.
 //!
 //! [`compile`] builds everything from scratch; [`Compiler`] keeps what it
@@ -28,6 +29,7 @@
 //! the API configures them.
 
 use crate::bandwidth::compile_bandwidth;
+use crate::chains::{ChainCompiler, CHAIN_INPUTS};
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
 use crate::multinet::{self, AttachmentRoutes};
@@ -186,6 +188,9 @@ pub struct Compiler {
     /// Policy; recompiled when a policy or what policies select (Pods,
     /// Namespaces, Nodes) changes.
     policy: PolicyTable,
+    /// Service chains; recompiled when their kinds (or the pods and ports
+    /// they name) change.
+    chains: ChainCompiler,
 }
 
 /// A compile that [`Compiler::prepare`] checked, ready to apply.
@@ -197,6 +202,7 @@ pub struct PreparedCompile {
     services: PreparedServiceChange,
     bandwidth: Option<BandwidthTable>,
     policy: Option<PolicyTable>,
+    chains: Option<ChainCompiler>,
 }
 
 enum PreparedServiceChange {
@@ -225,10 +231,12 @@ impl Compiler {
         let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
         let bandwidth = compile_bandwidth(state, &BandwidthTable::default())?;
         let policy = compile_policy(state, &ctx.node.addresses);
+        let chains = ChainCompiler::default().compile(state, &base)?;
         let mut tables = base.clone();
         tables.services = services.table().clone();
         tables.bandwidth = bandwidth.clone();
         tables.policy = policy.clone();
+        tables.chains = chains.table().clone();
         Ok((
             Compiler {
                 ctx,
@@ -237,6 +245,7 @@ impl Compiler {
                 services,
                 bandwidth,
                 policy,
+                chains,
             },
             tables,
         ))
@@ -293,12 +302,21 @@ impl Compiler {
             .iter()
             .any(|k| POLICY_INPUTS.contains(&k.kind))
             .then(|| compile_policy(state, &self.ctx.node.addresses));
+        let chains = if base.is_some() || changed.iter().any(|k| CHAIN_INPUTS.contains(&k.kind)) {
+            Some(
+                self.chains
+                    .compile(state, base.as_ref().unwrap_or(&self.base))?,
+            )
+        } else {
+            None
+        };
         Ok(PreparedCompile {
             base,
             attachments,
             services,
             bandwidth,
             policy,
+            chains,
         })
     }
 
@@ -354,10 +372,14 @@ impl Compiler {
         if let Some(p) = prepared.policy {
             self.policy = p;
         }
+        if let Some(c) = prepared.chains {
+            self.chains = c;
+        }
         let mut tables = self.base.clone();
         tables.services = self.services.table().clone();
         tables.bandwidth = self.bandwidth.clone();
         tables.policy = self.policy.clone();
+        tables.chains = self.chains.table().clone();
         tables
     }
 }
@@ -550,6 +572,9 @@ pub const COMPILED_KINDS: &[Kind] = &[
     Kind::Namespace,
     Kind::Bandwidth,
     Kind::NetworkAttachmentDefinition,
+    Kind::NetworkService,
+    Kind::NetworkServiceEndpoint,
+    Kind::Chain,
 ];
 
 #[cfg(test)]

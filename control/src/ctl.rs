@@ -312,6 +312,36 @@ pub fn trace_text(r: &pb::TraceResponse) -> String {
     out
 }
 
+/// Service chains' hops and their counters, as a table.
+pub fn chains_text(rows: &[pb::ChainHop]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|h| {
+            vec![
+                h.chain.clone(),
+                h.hop.clone(),
+                h.function.clone(),
+                format!("{}/{}", h.forward_packets, h.forward_bytes),
+                format!("{}/{}", h.reverse_packets, h.reverse_bytes),
+                h.dropped.to_string(),
+                h.skipped.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CHAIN",
+            "HOP",
+            "FUNCTION",
+            "FORWARD-PKTS/BYTES",
+            "REVERSE-PKTS/BYTES",
+            "DROPPED",
+            "SKIPPED",
+        ],
+        &rows,
+    )
+}
+
 /// Per-pod bandwidth limits and their counters, as a table.
 pub fn bandwidth_text(rows: &[pb::PodBandwidth]) -> String {
     let rows: Vec<Vec<String>> = rows

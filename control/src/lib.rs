@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bandwidth;
+pub mod chains;
 pub mod compile;
 pub mod controller;
 pub mod ctl;

@@ -166,7 +166,7 @@ pub(crate) const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_OUT: [u8; 6] = [2, 0, 0, 0, 0, 2];
 pub(crate) const GATEWAYS: usize = 4;
 
-fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
+pub(crate) fn mem_cfg(port_id: u16, mac: [u8; 6], workers: usize) -> MemPortConfig {
     MemPortConfig {
         port_id,
         rx_queues: workers as u16,

@@ -12,6 +12,7 @@
 //! port to an in-memory sink, and reports Mpps per worker core, ns and TSC
 //! cycles per packet.
 
+mod chain;
 mod conditions;
 #[cfg(feature = "dpdk")]
 mod dpdk;
@@ -70,6 +71,8 @@ enum Command {
         #[command(flatten)]
         latency: latency::LatencyParams,
         #[command(flatten)]
+        chain: chain::ChainParams,
+        #[command(flatten)]
         peers: peers::PeerArgs,
         /// A sweep's points to run, comma-separated (default: the file's).
         #[arg(long, value_delimiter = ',')]
@@ -120,6 +123,7 @@ fn main() {
             mut latency,
             points,
             peers,
+            mut chain,
             json,
             out,
         } => {
@@ -129,6 +133,7 @@ fn main() {
                 service: &mut service,
                 policy: &mut policy,
                 latency: &mut latency,
+                chain: &mut chain,
                 #[cfg(feature = "dpdk")]
                 dpdk: &mut dpdk,
             };
@@ -270,6 +275,7 @@ fn measure_runner(
         "latency" => return to_value(latency::run(name, t.l3, t.latency, progress)),
         "pktgen" => return to_value(pktgen::run(name, false, t.l3, progress)),
         "pktgen-marked" => return to_value(pktgen::run(name, true, t.l3, progress)),
+        "chain" => return to_value(chain::run(name, t.l3, t.chain, progress)),
         "pktgen-tcp" | "pktgen-tcp-service" => {
             return to_value(pktgen_tcp::run(runner, name, t.l3.seconds, progress))
         }

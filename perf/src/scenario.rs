@@ -65,6 +65,7 @@ pub const RUNNERS: &[&str] = &[
     "pktgen-marked",
     "pktgen-tcp",
     "pktgen-tcp-service",
+    "chain",
     "dpdk-l3fwd",
     "dpdk-io",
     "dpdk-service-lb",
@@ -195,6 +196,7 @@ pub struct Targets<'a> {
     pub service: &'a mut service_lb::Params,
     pub policy: &'a mut PolicyParams,
     pub latency: &'a mut LatencyParams,
+    pub chain: &'a mut crate::chain::ChainParams,
     #[cfg(feature = "dpdk")]
     pub dpdk: &'a mut crate::dpdk::DpdkParams,
 }
@@ -242,6 +244,7 @@ fn applies(runner: &str, key: &str) -> bool {
         ]
         .contains(&key),
         "pktgen-tcp" | "pktgen-tcp-service" => key == "run.seconds",
+        "chain" => l3.contains(&key) && key != "run.workers" && key != "tables.shaped_pods",
         "pktgen" | "pktgen-marked" => {
             ["traffic.frame_size", "run.seconds", "run.seed"].contains(&key)
         }
@@ -581,6 +584,8 @@ mod tests {
         policy: PolicyParams,
         #[command(flatten)]
         latency: LatencyParams,
+        #[command(flatten)]
+        chain: crate::chain::ChainParams,
         #[cfg(feature = "dpdk")]
         #[command(flatten)]
         dpdk: crate::dpdk::DpdkParams,
@@ -669,6 +674,7 @@ mod tests {
                 service: &mut a.service,
                 policy: &mut a.policy,
                 latency: &mut a.latency,
+                chain: &mut a.chain,
                 #[cfg(feature = "dpdk")]
                 dpdk: &mut a.dpdk,
             },
@@ -695,6 +701,7 @@ mod tests {
             service: &mut a.service,
             policy: &mut a.policy,
             latency: &mut a.latency,
+            chain: &mut a.chain,
             #[cfg(feature = "dpdk")]
             dpdk: &mut a.dpdk,
         };

@@ -155,6 +155,7 @@ impl ControlService {
             }),
             revision: self.controller.revision(),
             bandwidth: bandwidth(&self.controller.tables().load().bandwidth),
+            chains: chain_hops(&self.controller.tables().load().chains),
             ..Default::default()
         };
         let Some(snap) = snapshot else {
@@ -207,6 +208,23 @@ impl ControlService {
 }
 
 /// Every pod's limits and counters, a row per pod and direction.
+fn chain_hops(t: &sluice_dataplane::tables::chain::ChainTable) -> Vec<pb::ChainHop> {
+    t.counts()
+        .into_iter()
+        .map(|(chain, hop, function, c)| pb::ChainHop {
+            chain,
+            hop,
+            function,
+            forward_packets: c.forward_packets,
+            forward_bytes: c.forward_bytes,
+            reverse_packets: c.reverse_packets,
+            reverse_bytes: c.reverse_bytes,
+            dropped: c.dropped,
+            skipped: c.skipped,
+        })
+        .collect()
+}
+
 fn bandwidth(t: &sluice_dataplane::tables::bandwidth::BandwidthTable) -> Vec<pb::PodBandwidth> {
     use sluice_dataplane::tables::bandwidth::{Limiter, Mode};
     let mut pods: std::collections::BTreeMap<String, [Option<std::sync::Arc<Limiter>>; 2]> =

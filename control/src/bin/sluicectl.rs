@@ -428,6 +428,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         print(out, &ctl::objects_table(&objects));
                     }
                 }
+                Output::Table
+                    if matches!(
+                        kind,
+                        Some(
+                            sluice_control::model::Kind::Chain
+                                | sluice_control::model::Kind::NetworkService
+                        )
+                    ) =>
+                {
+                    // The compiled chains' hops with their counters, then
+                    // the objects.
+                    let s = client
+                        .get_stats(pb::GetStatsRequest {})
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
+                    if s.chains.is_empty() {
+                        eprintln!("no service chain is compiled");
+                    } else {
+                        print(out, &ctl::chains_text(&s.chains));
+                    }
+                    if !objects.is_empty() {
+                        print(out, "\n");
+                        print(out, &ctl::objects_table(&objects));
+                    }
+                }
                 Output::Table => {
                     if objects.is_empty() {
                         eprintln!("no objects");

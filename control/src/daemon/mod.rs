@@ -123,6 +123,7 @@ pub fn run(checked: Checked) -> Result<(), String> {
         .map_err(|e| format!("cannot start the workers: {e}"))?;
     tracing::info!(workers = engine.workers(), cores = ?engine_cfg.cores, "workers started");
     let engine = Arc::new(engine);
+    watch_links(Arc::downgrade(&engine));
     // The API and the controller read counters through weak references, so
     // that the engine can be taken back and stopped at shutdown.
     let weak = Arc::downgrade(&engine);
@@ -150,6 +151,35 @@ pub fn run(checked: Checked) -> Result<(), String> {
         });
     stop_engine(engine);
     outcome
+}
+
+/// Copies every port's link state into the chain table's link flags
+/// every 100 ms (service chains skip or fail closed on a hop whose
+/// interfaces have no link), until the engine is gone.
+fn watch_links(engine: std::sync::Weak<Engine>) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-links".into())
+        .spawn(move || {
+            let mut last: Vec<bool> = Vec::new();
+            while let Some(e) = engine.upgrade() {
+                let tables = e.tables().load();
+                let links = tables.chains.links();
+                let now: Vec<bool> = e.port_stats().iter().map(|(i, _)| i.link_up).collect();
+                for (id, up) in now.iter().enumerate() {
+                    links.set(id as u16, *up);
+                    if last.get(id) != Some(up) {
+                        tracing::info!(port = %e.port_stats()[id].0.name, up, "port link");
+                    }
+                }
+                last = now;
+                drop(tables);
+                drop(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "no link watcher: chain hops are taken as up");
+    }
 }
 
 fn stop_engine(mut engine: Arc<Engine>) {

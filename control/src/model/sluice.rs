@@ -359,16 +359,141 @@ resource! {
 }
 
 // ---- Network Service Mesh ----
+//
+// NetworkService and NetworkServiceEndpoint have Network Service Mesh's
+// registry shape (github.com/networkservicemesh/api, registry.proto):
+// a service's `matches` pick, for a client's labels, the endpoints its
+// traffic goes to; an endpoint offers services and carries labels per
+// service. Sluice adds what NSM leaves to its forwarders: what each
+// endpoint is (a built-in function, or an external one joined by two
+// interfaces), which traffic enters a service (`steering`), and what
+// happens when a hop is down. Chain is the explicit alternative: an
+// ordered list of endpoints, no selectors. docs/chains.md explains both.
 
 /// What a network service carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Payload {
-    /// IP packets (the default).
+    /// IP packets (the default): forwarded by address between hops.
     #[default]
     Ip,
-    /// Ethernet frames.
+    /// Ethernet frames, forwarded unchanged.
     Ethernet,
+}
+
+/// What a chain does when a hop has no working endpoint (its interfaces
+/// have no link, or no endpoint is ready).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum FailureMode {
+    /// Drop the traffic (the default): a chain that enforces something
+    /// must not be bypassed.
+    #[default]
+    FailClosed,
+    /// Leave the hop out until it works again.
+    Skip,
+}
+
+/// A label map, as NSM's selectors are (not Kubernetes' LabelSelector: no
+/// expressions). Values may be templates such as `{{.nodeName}}`, filled in
+/// from the client's labels.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// One destination of a match: endpoints whose labels for the service hold
+/// every label of the selector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Destination {
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub destination_selector: Labels,
+    /// NSM's relative weight; kept, not used to choose (every candidate
+    /// of a hop gets an equal share of clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// NSM's match metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchMetadata {
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// A rule of a network service: clients whose labels hold the source
+/// selector go to the endpoints its routes select.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Match {
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub source_selector: Labels,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Destination>,
+    /// When the routes select no endpoint, try the next match instead of
+    /// selecting none.
+    #[serde(default)]
+    pub fallthrough: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MatchMetadata>,
+}
+
+/// The IP protocol number of a protocol name as steering and firewall
+/// rules take it.
+pub fn chain_protocol(s: &str) -> Result<u8, String> {
+    match s {
+        "TCP" => Ok(6),
+        "UDP" => Ok(17),
+        "SCTP" => Ok(132),
+        "ICMP" => Ok(1),
+        "ICMPv6" => Ok(58),
+        _ => Err(format!(
+            "expected TCP, UDP, SCTP, ICMP or ICMPv6, got {s:?}"
+        )),
+    }
+}
+
+/// A port or a range of ports (`port` to `endPort`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortSpec {
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_port: Option<u16>,
+}
+
+/// Which traffic enters a service or chain: every field that is set must
+/// match. Pods are selected by labels (their addresses, as sources);
+/// other clients by interface, network or addresses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Steering {
+    /// Received in this Network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Received on this Interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Sent by pods these labels select (in the namespaces
+    /// `namespaceSelector` selects; every namespace when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Source prefixes (any of them).
+    #[serde(default, with = "text::nets", skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<IpNet>,
+    /// Destination prefixes (any of them).
+    #[serde(default, with = "text::nets", skip_serializing_if = "Vec::is_empty")]
+    pub destination: Vec<IpNet>,
+    /// TCP, UDP, SCTP, ICMP or ICMPv6; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Destination ports (any of them); needs a protocol with ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    /// The labels a client that is not a pod is matched with (NSM's
+    /// source selectors); a pod's own labels otherwise.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -376,17 +501,172 @@ pub enum Payload {
 pub struct NetworkServiceSpec {
     #[serde(default)]
     pub payload: Payload,
-    /// The Chain whose endpoints the service's traffic passes through.
-    pub chain: String,
-    /// The pods whose traffic uses the service (all pods when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_selector: Option<LabelSelector>,
+    /// Tried in order; the first whose source selector the client's labels
+    /// hold decides (see `Match::fallthrough`). No matches: every endpoint
+    /// of the service is a candidate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<Match>,
+    /// The traffic that enters the service (Sluice's classifiers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<Steering>,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
 }
 
 resource! {
-    /// A service made of network functions: clients' traffic is steered
-    /// through the endpoints of its chain, in order.
+    /// A service made of network functions (Network Service Mesh's
+    /// NetworkService): its matches chain endpoints by their labels.
     NetworkService, api_version: SLUICE_API_VERSION, spec: NetworkServiceSpec
+}
+
+/// An endpoint's labels for one service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkServiceLabels {
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// An external function's two interfaces: traffic goes in through
+/// `ingress` and comes back on `egress` (replies the other way round).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointInterfaces {
+    pub ingress: String,
+    pub egress: String,
+    /// The function's MAC, the destination of frames sent to it. Absent:
+    /// the function forwards frames unchanged (a "wire", such as DPDK
+    /// testpmd's io mode), and frames are addressed to the interface they
+    /// come back on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum FirewallAction {
+    Allow,
+    #[default]
+    Deny,
+}
+
+/// One firewall rule; unset fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FirewallRuleSpec {
+    pub action: FirewallAction,
+    #[serde(default, with = "text::nets", skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<IpNet>,
+    #[serde(default, with = "text::nets", skip_serializing_if = "Vec::is_empty")]
+    pub destination: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A stateless firewall: the first rule that matches decides; replies are
+/// matched against the rules reflected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FirewallSpec {
+    #[serde(default)]
+    pub rules: Vec<FirewallRuleSpec>,
+    /// When no rule matches; Deny when absent.
+    #[serde(default)]
+    pub default_action: FirewallAction,
+}
+
+/// One backend of a load balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendSpec {
+    #[serde(with = "text::ip")]
+    pub ip: IpAddr,
+    /// The virtual port when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// A Maglev load balancer for one virtual address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    #[serde(with = "text::ip")]
+    pub vip: IpAddr,
+    /// Every port when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Every protocol when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// 1:1 prefix translation of sources (NETMAP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NatSpec {
+    #[serde(with = "text::net")]
+    pub inside: IpNet,
+    #[serde(with = "text::net")]
+    pub outside: IpNet,
+}
+
+/// A policer: bits per second and a burst in bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoliceSpec {
+    pub rate: u64,
+    pub burst: u64,
+}
+
+/// No settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterSpec {}
+
+/// A function that runs inside the worker; exactly one field is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BuiltinFunction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub police: Option<PoliceSpec>,
+}
+
+impl BuiltinFunction {
+    /// The names of the fields that are set.
+    pub fn set(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.firewall.is_some() {
+            v.push("firewall");
+        }
+        if self.counter.is_some() {
+            v.push("counter");
+        }
+        if self.load_balancer.is_some() {
+            v.push("loadBalancer");
+        }
+        if self.nat.is_some() {
+            v.push("nat");
+        }
+        if self.police.is_some() {
+            v.push("police");
+        }
+        v
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -395,16 +675,26 @@ pub struct NetworkServiceEndpointSpec {
     /// The network services this endpoint provides.
     #[serde(default)]
     pub network_service_names: Vec<String>,
-    /// The Interface through which packets reach the network function.
-    pub ingress_interface: String,
-    /// The Interface through which they come back; the ingress interface
-    /// when absent (a one-armed function).
+    /// Its labels per service, which the services' destination selectors
+    /// select on (and which are the source labels of the next hop).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub network_service_labels: std::collections::BTreeMap<String, NetworkServiceLabels>,
+    /// An external function: the interfaces it is joined by. Exactly one
+    /// of `interfaces` and `function`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub egress_interface: Option<String>,
+    pub interfaces: Option<EndpointInterfaces>,
+    /// A built-in function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<BuiltinFunction>,
+    /// Whether the endpoint is healthy; a health checker sets it false to
+    /// take the endpoint out of its chains (true when absent).
+    #[serde(default = "yes")]
+    pub ready: bool,
 }
 
 resource! {
-    /// One network function instance and the interfaces it is joined by.
+    /// One network function instance (Network Service Mesh's
+    /// NetworkServiceEndpoint), built in or external.
     NetworkServiceEndpoint, api_version: SLUICE_API_VERSION, spec: NetworkServiceEndpointSpec
 }
 
@@ -413,10 +703,18 @@ resource! {
 pub struct ChainSpec {
     /// NetworkServiceEndpoint names, in the order packets visit them.
     pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub payload: Payload,
+    /// The traffic that enters the chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<Steering>,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
 }
 
 resource! {
-    /// An ordered list of network-function endpoints.
+    /// An explicit ordered list of network-function endpoints, for users
+    /// who do not want selectors.
     Chain, api_version: SLUICE_API_VERSION, spec: ChainSpec
 }
 

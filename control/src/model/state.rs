@@ -750,14 +750,9 @@ fn references_of(obj: &Object) -> Vec<Reference> {
             }
         }
         Object::NetworkServiceEndpoint(e) => {
-            interface_ref(
-                &mut out,
-                &e.spec.ingress_interface,
-                "spec.ingressInterface".into(),
-                None,
-            );
-            if let Some(eg) = &e.spec.egress_interface {
-                interface_ref(&mut out, eg, "spec.egressInterface".into(), None);
+            if let Some(x) = &e.spec.interfaces {
+                interface_ref(&mut out, &x.ingress, "spec.interfaces.ingress".into(), None);
+                interface_ref(&mut out, &x.egress, "spec.interfaces.egress".into(), None);
             }
         }
         Object::Chain(c) => {
@@ -768,12 +763,9 @@ fn references_of(obj: &Object) -> Vec<Reference> {
                     same_network: None,
                 });
             }
+            steering_refs(&mut out, &c.spec.steering);
         }
-        Object::NetworkService(s) => out.push(Reference {
-            target: ObjectKey::cluster(Kind::Chain, &s.spec.chain),
-            field: "spec.chain".into(),
-            same_network: None,
-        }),
+        Object::NetworkService(s) => steering_refs(&mut out, &s.spec.steering),
         // Multus: a pod's attachments name definitions that must exist (a
         // pod naming a missing one is refused whole, as Multus fails the
         // pod's sandbox), and a Sluice definition names a Network.
@@ -803,4 +795,16 @@ fn references_of(obj: &Object) -> Vec<Reference> {
         _ => {}
     }
     out
+}
+
+/// The Networks and Interfaces a service's or chain's steering names.
+fn steering_refs(out: &mut Vec<Reference>, steering: &[super::sluice::Steering]) {
+    for (i, s) in steering.iter().enumerate() {
+        if let Some(n) = &s.network {
+            network_ref(out, n, &format!("spec.steering[{i}].network"));
+        }
+        if let Some(n) = &s.interface {
+            interface_ref(out, n, format!("spec.steering[{i}].interface"), None);
+        }
+    }
 }

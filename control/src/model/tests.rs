@@ -511,23 +511,31 @@ kind: NetworkServiceEndpoint
 metadata: {name: firewall-1, labels: {nf: firewall}}
 spec:
   networkServiceNames: [secure-web]
-  ingressInterface: port0
-  egressInterface: port1
+  networkServiceLabels: {secure-web: {labels: {app: firewall}}}
+  interfaces: {ingress: port0, egress: port1}
 ---
 apiVersion: sluice.dev/v1
 kind: Chain
 metadata: {name: secure-web-chain}
 spec:
   endpoints: [firewall-1]
+  failureMode: Skip
+  steering:
+  - {interface: port0, destination: [10.96.0.0/16], protocol: TCP, ports: [{port: 80}]}
 ---
 apiVersion: sluice.dev/v1
 kind: NetworkService
 metadata: {name: secure-web}
 spec:
   payload: IP
-  chain: secure-web-chain
-  clientSelector:
-    matchLabels: {app: web}
+  matches:
+  - sourceSelector: {app: web}
+    routes:
+    - destinationSelector: {app: firewall}
+    fallthrough: true
+  steering:
+  - podSelector:
+      matchLabels: {app: web}
 ---
 apiVersion: sluice.dev/v1
 kind: MulticastGroup
@@ -1469,15 +1477,76 @@ fn sluice_kinds() {
         "spec.endpoints",
         "at least 1",
     );
+    let nse = |spec: &str| {
+        format!("apiVersion: sluice.dev/v1\nkind: NetworkServiceEndpoint\nmetadata: {{name: e}}\nspec: {spec}\n")
+    };
     assert_field(
-        "apiVersion: sluice.dev/v1\nkind: NetworkServiceEndpoint\nmetadata: {name: e}\nspec: {ingressInterface: \"\"}\n",
-        "spec.ingressInterface",
+        &nse("{interfaces: {ingress: \"\", egress: b}}"),
+        "spec.interfaces.ingress",
         "required",
     );
     assert_field(
-        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {chain: c, clientSelector: {matchLabels: {\"a b\": c}}}\n",
-        "spec.clientSelector.matchLabels[a b]",
+        &nse("{interfaces: {ingress: a, egress: a}}"),
+        "spec.interfaces.egress",
+        "must differ",
+    );
+    assert_field(&nse("{networkServiceNames: [s]}"), "spec", "must say what");
+    assert_field(
+        &nse("{interfaces: {ingress: a, egress: b}, function: {counter: {}}}"),
+        "spec",
+        "not both",
+    );
+    assert_field(
+        &nse("{function: {counter: {}, nat: {inside: 10.0.0.0/24, outside: 10.1.0.0/24}}}"),
+        "spec.function",
+        "exactly one",
+    );
+    assert_field(
+        &nse("{function: {nat: {inside: 10.0.0.0/24, outside: 10.1.0.0/16}}}"),
+        "spec.function.nat.outside",
+        "length",
+    );
+    assert_field(
+        &nse(
+            "{function: {loadBalancer: {vip: 10.0.0.1, port: 80, backends: [{ip: \"fd00::1\"}]}}}",
+        ),
+        "spec.function.loadBalancer.backends[0].ip",
+        "family",
+    );
+    assert_field(
+        &nse("{function: {firewall: {rules: [{action: Allow, ports: [{port: 80}]}]}}}"),
+        "spec.function.firewall.rules[0].ports",
+        "protocol with ports",
+    );
+    assert_field(
+        &nse("{networkServiceNames: [s], networkServiceLabels: {t: {labels: {a: b}}}, function: {counter: {}}}"),
+        "spec.networkServiceLabels[t]",
+        "not in networkServiceNames",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {matches: [{sourceSelector: {\"a b\": c}}]}\n",
+        "spec.matches[0].sourceSelector[a b]",
         "qualified name",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {steering: [{protocol: TCP}]}\n",
+        "spec.steering[0]",
+        "which traffic",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {steering: [{source: [10.0.0.1/24]}]}\n",
+        "spec.steering[0].source[0]",
+        "host bits",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [a], steering: [{interface: x, protocol: GRE}]}\n",
+        "spec.steering[0].protocol",
+        "TCP, UDP",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [a], payload: ETHERNET}\n",
+        "spec.payload",
+        "not supported",
     );
     assert_field(
         "apiVersion: sluice.dev/v1\nkind: MulticastGroup\nmetadata: {name: g}\nspec: {group: 10.0.0.1, members: []}\n",
@@ -1845,9 +1914,14 @@ fn sluice_conflicts_and_references() {
 fn network_service_references() {
     let e = conflict(
         "",
-        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {chain: c}\n",
+        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: s}\nspec: {steering: [{interface: nope}]}\n",
     );
-    assert_eq!(e.field, "spec.chain");
+    assert_eq!(e.field, "spec.steering[0].interface");
+    let e = conflict(
+        "",
+        "apiVersion: sluice.dev/v1\nkind: NetworkServiceEndpoint\nmetadata: {name: e}\nspec: {interfaces: {ingress: a, egress: b}}\n",
+    );
+    assert_eq!(e.field, "spec.interfaces.ingress");
     let e = conflict(
         "",
         "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [fw]}\n",
@@ -1857,13 +1931,12 @@ fn network_service_references() {
     state.apply(&objects(SLUICE)).unwrap();
     let e = state
         .apply(&[Change::Delete(ObjectKey::cluster(
-            Kind::Chain,
-            "secure-web-chain",
+            Kind::NetworkServiceEndpoint,
+            "firewall-1",
         ))])
         .unwrap_err();
     assert!(
-        e.message
-            .contains("NetworkService secure-web still uses it"),
+        e.message.contains("Chain secure-web-chain still uses it"),
         "{e}"
     );
 }

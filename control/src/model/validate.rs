@@ -14,8 +14,9 @@ use super::policy_api::{
 };
 use super::selector::Selector;
 use super::sluice::{
-    Bandwidth, Chain, Interface, MulticastGroup, Neighbour, Network, NetworkService,
-    NetworkServiceEndpoint, Route, RouteType, BACKENDS,
+    chain_protocol, Bandwidth, BuiltinFunction, Chain, Interface, MulticastGroup, Neighbour,
+    Network, NetworkService, NetworkServiceEndpoint, Payload, PortSpec, Route, RouteType, Steering,
+    BACKENDS,
 };
 use super::{Kind, ModelError, Object};
 use ipnet::IpNet;
@@ -1340,13 +1341,133 @@ impl V {
         Ok(())
     }
 
-    fn network_service(&self, ns: &NetworkService) -> R {
-        self.required("spec.chain", &ns.spec.chain)?;
-        self.check("spec.chain", names::dns1123_subdomain(&ns.spec.chain))?;
-        if let Some(sel) = &ns.spec.client_selector {
-            self.selector("spec.clientSelector", sel)?;
+    fn nsm_labels(&self, field: &str, map: &BTreeMap<String, String>) -> R {
+        // Values may be templates ({{.nodeName}}): only keys are checked.
+        for k in map.keys() {
+            self.check(&format!("{field}[{k}]"), names::label_key(k))?;
         }
         Ok(())
+    }
+
+    fn chain_ports(&self, field: &str, proto: Option<&str>, ports: &[PortSpec]) -> R {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let has_ports = matches!(proto.map(chain_protocol), Some(Ok(6 | 17 | 132)));
+        if !has_ports {
+            return Err(self.err(field, "ports need a protocol with ports (TCP, UDP or SCTP)"));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            if p.port == 0 {
+                return Err(self.err(format!("{f}.port"), "must be 1-65535"));
+            }
+            if let Some(e) = p.end_port {
+                if e < p.port {
+                    return Err(self.err(
+                        format!("{f}.endPort"),
+                        format!("must be at least port ({}), got {e}", p.port),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn steering(&self, field: &str, st: &[Steering]) -> R {
+        for (i, s) in st.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            if let Some(n) = &s.network {
+                self.network_name(&format!("{f}.network"), n)?;
+            }
+            if let Some(n) = &s.interface {
+                self.interface_name(&format!("{f}.interface"), n)?;
+            }
+            if let Some(sel) = &s.pod_selector {
+                self.selector(&format!("{f}.podSelector"), sel)?;
+            }
+            if let Some(sel) = &s.namespace_selector {
+                if s.pod_selector.is_none() {
+                    return Err(self.err(
+                        format!("{f}.namespaceSelector"),
+                        "selects the namespaces of podSelector's pods; set podSelector too",
+                    ));
+                }
+                self.selector(&format!("{f}.namespaceSelector"), sel)?;
+            }
+            if s.pod_selector.is_some() && !s.source.is_empty() {
+                return Err(self.err(
+                    format!("{f}.source"),
+                    "either podSelector or source, not both (pods are sources)",
+                ));
+            }
+            if s.pod_selector.is_some() && !s.labels.is_empty() {
+                return Err(self.err(
+                    format!("{f}.labels"),
+                    "pods are matched with their own labels; labels are for clients that are not pods",
+                ));
+            }
+            self.nets(&format!("{f}.source"), &s.source)?;
+            self.nets(&format!("{f}.destination"), &s.destination)?;
+            if let Some(p) = &s.protocol {
+                self.check(&format!("{f}.protocol"), chain_protocol(p))?;
+            }
+            self.chain_ports(&format!("{f}.ports"), s.protocol.as_deref(), &s.ports)?;
+            self.nsm_labels(&format!("{f}.labels"), &s.labels)?;
+            if s.network.is_none()
+                && s.interface.is_none()
+                && s.pod_selector.is_none()
+                && s.source.is_empty()
+                && s.destination.is_empty()
+            {
+                return Err(self.err(
+                    f,
+                    "must say which traffic: set network, interface, podSelector, source or destination",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn nets(&self, field: &str, nets: &[IpNet]) -> R {
+        for (i, n) in nets.iter().enumerate() {
+            if n.trunc() != *n {
+                return Err(self.err(
+                    format!("{field}[{i}]"),
+                    format!("host bits must be zero: {} not {n}", n.trunc()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn payload(&self, payload: Payload) -> R {
+        if payload == Payload::Ethernet {
+            return Err(self.err(
+                "spec.payload",
+                "ETHERNET chains are not supported yet by this dataplane; use IP",
+            ));
+        }
+        Ok(())
+    }
+
+    fn network_service(&self, ns: &NetworkService) -> R {
+        let s = &ns.spec;
+        for (i, m) in s.matches.iter().enumerate() {
+            let f = format!("spec.matches[{i}]");
+            self.nsm_labels(&format!("{f}.sourceSelector"), &m.source_selector)?;
+            for (j, r) in m.routes.iter().enumerate() {
+                self.nsm_labels(
+                    &format!("{f}.routes[{j}].destinationSelector"),
+                    &r.destination_selector,
+                )?;
+            }
+            if let Some(md) = &m.metadata {
+                self.label_map(&format!("{f}.metadata.labels"), &md.labels)?;
+            }
+        }
+        self.steering("spec.steering", &s.steering)?;
+        self.payload(s.payload)
     }
 
     fn network_service_endpoint(&self, e: &NetworkServiceEndpoint) -> R {
@@ -1358,15 +1479,147 @@ impl V {
                 return Err(self.err(f, format!("duplicate {n:?}")));
             }
         }
-        self.interface_name("spec.ingressInterface", &s.ingress_interface)?;
-        if let Some(eg) = &s.egress_interface {
-            self.interface_name("spec.egressInterface", eg)?;
+        for (svc, l) in &s.network_service_labels {
+            let f = format!("spec.networkServiceLabels[{svc}]");
+            if !s.network_service_names.contains(svc) {
+                return Err(self.err(
+                    f,
+                    format!("labels for {svc:?}, which is not in networkServiceNames"),
+                ));
+            }
+            self.label_map(&format!("{f}.labels"), &l.labels)?;
+        }
+        match (&s.interfaces, &s.function) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "spec",
+                    "either interfaces (an external function) or function (a built-in one), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    "spec",
+                    "must say what the endpoint is: interfaces (an external function) or function (a built-in one)",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(x) = &s.interfaces {
+            self.interface_name("spec.interfaces.ingress", &x.ingress)?;
+            self.interface_name("spec.interfaces.egress", &x.egress)?;
+            if x.ingress == x.egress {
+                return Err(self.err(
+                    "spec.interfaces.egress",
+                    "must differ from ingress: the interface a packet comes back on tells which hop it is in",
+                ));
+            }
+            if let Some(mac) = x.mac {
+                self.unicast_mac("spec.interfaces.mac", mac)?;
+            }
+        }
+        if let Some(f) = &s.function {
+            self.builtin(f)?;
+        }
+        Ok(())
+    }
+
+    fn builtin(&self, f: &BuiltinFunction) -> R {
+        let set = f.set();
+        if set.len() != 1 {
+            return Err(self.err(
+                "spec.function",
+                format!(
+                    "must set exactly one of firewall, counter, loadBalancer, nat, police; got {}",
+                    if set.is_empty() {
+                        "none".to_string()
+                    } else {
+                        set.join(", ")
+                    }
+                ),
+            ));
+        }
+        if let Some(fw) = &f.firewall {
+            for (i, r) in fw.rules.iter().enumerate() {
+                let p = format!("spec.function.firewall.rules[{i}]");
+                self.nets(&format!("{p}.source"), &r.source)?;
+                self.nets(&format!("{p}.destination"), &r.destination)?;
+                if let Some(pr) = &r.protocol {
+                    self.check(&format!("{p}.protocol"), chain_protocol(pr))?;
+                }
+                self.chain_ports(&format!("{p}.ports"), r.protocol.as_deref(), &r.ports)?;
+            }
+        }
+        if let Some(lb) = &f.load_balancer {
+            let p = "spec.function.loadBalancer";
+            if let Some(pr) = &lb.protocol {
+                self.check(&format!("{p}.protocol"), chain_protocol(pr))?;
+            }
+            if lb.port == Some(0) {
+                return Err(self.err(format!("{p}.port"), "must be 1-65535"));
+            }
+            self.min_items(&format!("{p}.backends"), lb.backends.len(), 1)?;
+            for (i, b) in lb.backends.iter().enumerate() {
+                let bf = format!("{p}.backends[{i}]");
+                if b.ip.is_ipv4() != lb.vip.is_ipv4() {
+                    return Err(self.err(
+                        format!("{bf}.ip"),
+                        format!(
+                            "must be of the vip's family ({}), got {}",
+                            names::family(lb.vip),
+                            b.ip
+                        ),
+                    ));
+                }
+                if b.port == Some(0) {
+                    return Err(self.err(format!("{bf}.port"), "must be 1-65535"));
+                }
+                if b.port.is_some() && lb.port.is_none() {
+                    return Err(self.err(
+                        format!("{bf}.port"),
+                        "a backend port needs the balancer's port",
+                    ));
+                }
+                if lb.backends[..i]
+                    .iter()
+                    .any(|o| o.ip == b.ip && o.port == b.port)
+                {
+                    return Err(self.err(bf, format!("duplicate backend {}", b.ip)));
+                }
+            }
+        }
+        if let Some(n) = &f.nat {
+            let p = "spec.function.nat";
+            self.nets(&format!("{p}.inside"), std::slice::from_ref(&n.inside))?;
+            self.nets(&format!("{p}.outside"), std::slice::from_ref(&n.outside))?;
+            if n.inside.prefix_len() != n.outside.prefix_len()
+                || n.inside.addr().is_ipv4() != n.outside.addr().is_ipv4()
+            {
+                return Err(self.err(
+                    format!("{p}.outside"),
+                    format!(
+                        "must be of inside's family and length ({}), got {}",
+                        n.inside, n.outside
+                    ),
+                ));
+            }
+        }
+        if let Some(pl) = &f.police {
+            if pl.rate == 0 {
+                return Err(self.err("spec.function.police.rate", "must be positive (bits/s)"));
+            }
+            if pl.burst == 0 || pl.burst > MAX_BURST_BITS {
+                return Err(self.err(
+                    "spec.function.police.burst",
+                    format!("must be 1 to {MAX_BURST_BITS} bits"),
+                ));
+            }
         }
         Ok(())
     }
 
     fn chain(&self, c: &Chain) -> R {
         self.min_items("spec.endpoints", c.spec.endpoints.len(), 1)?;
+        self.max_items("spec.endpoints", c.spec.endpoints.len(), 64)?;
         for (i, e) in c.spec.endpoints.iter().enumerate() {
             let f = format!("spec.endpoints[{i}]");
             self.check(&f, names::dns1123_subdomain(e))?;
@@ -1374,7 +1627,8 @@ impl V {
                 return Err(self.err(f, format!("endpoint {e:?} appears twice in the chain")));
             }
         }
-        Ok(())
+        self.steering("spec.steering", &c.spec.steering)?;
+        self.payload(c.spec.payload)
     }
 
     fn network_attachment_definition(&self, nad: &NetworkAttachmentDefinition) -> R {

@@ -19,6 +19,7 @@
 //! The L3 router's pipeline: [`parse`] → [`route`] → [`rewrite`]; the
 //! [`slowpath`] handles punted packets after the burst.
 
+pub mod chain;
 pub mod parse;
 pub mod rewrite;
 pub mod route;
@@ -208,15 +209,19 @@ pub fn router() -> RouterPipeline {
 }
 
 /// The Kubernetes node pipeline: parse → egress shaping → service
-/// (connection tracking, load balancing, NAT) → route → rewrite → ingress
-/// shaping. Shaping costs one branch per burst when no pod is limited.
+/// (connection tracking, load balancing, NAT) → service chains → route →
+/// rewrite → ingress shaping. Shaping and chains cost one branch per burst
+/// when no pod is limited and no chain is configured.
 pub type ServicePipeline = (
     parse::Parse,
     (
         shape::ShapeEgress,
         (
             service::ServiceStage,
-            (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+            (
+                chain::ChainStage,
+                (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+            ),
         ),
     ),
 );
@@ -229,7 +234,10 @@ pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
             shape::ShapeEgress,
             (
                 service::ServiceStage::new(cfg),
-                (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                (
+                    chain::ChainStage::new(),
+                    (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                ),
             ),
         ),
     )

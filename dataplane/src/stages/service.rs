@@ -655,7 +655,7 @@ fn l4_checksum_at(proto: u8) -> Option<(usize, bool)> {
 /// Writes new addresses and ports into the packet and fixes the checksums
 /// incrementally (SCTP's CRC32c is recomputed when a port changed).
 #[inline]
-fn rewrite(pkt: &mut Packet, m: &mut PacketMeta, t: &FlowTuple) {
+pub(crate) fn rewrite(pkt: &mut Packet, m: &mut PacketMeta, t: &FlowTuple) {
     let l3 = m.l3_offset as usize;
     let l4 = m.l4_offset as usize;
     let end = l3 + m.l3_len as usize;

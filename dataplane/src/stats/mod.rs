@@ -84,6 +84,9 @@ counters! {
         HandoffFull = ("handoff_full", "another worker's handoff ring was full"),
         BandwidthExceeded = ("bandwidth_exceeded", "over a pod's bandwidth limit (beyond the burst when policing, beyond 25 ms of queue when shaping)"),
         DeferFull = ("defer_full", "the worker's queue of shaped packets was full"),
+        ChainDenied = ("chain_denied", "denied by a service chain's firewall hop"),
+        ChainPoliced = ("chain_policed", "over the rate of a service chain's policer hop"),
+        ChainHopDown = ("chain_hop_down", "a service chain's hop had no working endpoint (link down or not ready) and the chain fails closed"),
     }
 }
 

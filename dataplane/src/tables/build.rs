@@ -237,6 +237,7 @@ impl TablesBuilder {
             services: self.services.clone(),
             bandwidth: self.bandwidth.clone(),
             policy: self.policy.clone(),
+            chains: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@
 pub mod bandwidth;
 pub mod build;
 pub mod cell;
+pub mod chain;
 pub mod lpm4;
 pub mod lpm6;
 pub mod maglev;
@@ -51,6 +52,8 @@ pub struct Tables {
     pub bandwidth: bandwidth::BandwidthTable,
     /// NetworkPolicy and the admin tiers (empty: everything allowed).
     pub policy: policy::PolicyTable,
+    /// Network service chains (empty: no traffic is steered).
+    pub chains: chain::ChainTable,
 }
 
 /// Who this node is; carried from the start so that multi-node features
@@ -212,6 +215,7 @@ impl Tables {
             services: services::ServiceTable::default(),
             bandwidth: bandwidth::BandwidthTable::default(),
             policy: policy::PolicyTable::default(),
+            chains: chain::ChainTable::default(),
         }
     }
 

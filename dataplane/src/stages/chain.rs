@@ -1,0 +1,357 @@
+//! Chain: steer traffic through a network service chain.
+//!
+//! Reads: `PacketMeta` (family, proto, addresses, ports, flags, network,
+//! `flow_hash`), the receiving port, the generation's
+//! [`ChainTable`](crate::tables::chain::ChainTable) and its port link
+//! flags, the time (policer hops).
+//! Writes: addresses, ports and checksums when a load-balancer or NAT hop
+//! translates (and the same `PacketMeta` fields, so `route` routes the
+//! translated packet); the Ethernet addresses of a packet sent to an
+//! external function.
+//! Decides: `Tx(port)` to an external function's port; `Drop` for a
+//! firewall deny or a non-first fragment of chain traffic
+//! (`chain_denied`), a policer (`chain_policed`) and a hop with no working
+//! endpoint in a chain that fails closed (`chain_hop_down`).
+//! Next: `route` (a packet that finished its chain, or that no chain
+//! steers).
+//!
+//! # Per packet
+//!
+//! A packet received on a port that joins an external hop comes back from
+//! that function: the port says which chain, hop and direction
+//! ([`PortHop`]); it continues with the next hop. Any other packet is
+//! classified (first matching classifier); one that matches starts its
+//! chain at the first hop (forward) or the last (reverse). Built-in hops
+//! run inline, one after the other, until the chain ends (the packet goes
+//! on to `route`), a hop drops it, or an external hop takes it (`Tx`).
+//!
+//! Nothing is kept per flow: both directions of a flow are recognised by
+//! the classifiers, every choice among candidates hashes the flow's
+//! client address, and the load balancer is Maglev, so any worker makes the
+//! same decisions for a flow.
+//!
+//! Counters: per hop and direction, packets and bytes, plus drops and
+//! skips, summed in the stage during the burst and added to the table's
+//! shared counters once per burst.
+
+use super::{flags, parse, service, Action, Burst, Context, PacketMeta, Stage};
+use crate::buf::Packet;
+use crate::state::conntrack::FlowTuple;
+use crate::stats::DropReason;
+use crate::tables::chain::{police, Direction, Function, PortHop, RawView, Tuple};
+
+/// Per-worker hop counts for the current burst.
+#[derive(Debug, Clone, Copy, Default)]
+struct LocalCount {
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    dropped: u64,
+    skipped: u64,
+    touched: bool,
+}
+
+/// The stage; it owns only this burst's counts.
+#[derive(Debug, Default)]
+pub struct ChainStage {
+    local: Vec<LocalCount>,
+    dirty: Vec<u32>,
+}
+
+impl ChainStage {
+    pub fn new() -> ChainStage {
+        ChainStage::default()
+    }
+
+    #[inline(always)]
+    fn count(&mut self, hop: usize) -> &mut LocalCount {
+        let c = &mut self.local[hop];
+        if !c.touched {
+            c.touched = true;
+            self.dirty.push(hop as u32);
+        }
+        c
+    }
+
+    fn flush(&mut self, v: &RawView<'_>) {
+        use core::sync::atomic::Ordering::Relaxed;
+        for &h in &self.dirty {
+            let c = &mut self.local[h as usize];
+            let t = &v.counters[h as usize];
+            for d in 0..2 {
+                if c.packets[d] != 0 {
+                    t.packets[d].fetch_add(c.packets[d], Relaxed);
+                    t.bytes[d].fetch_add(c.bytes[d], Relaxed);
+                }
+            }
+            if c.dropped != 0 {
+                t.dropped.fetch_add(c.dropped, Relaxed);
+            }
+            if c.skipped != 0 {
+                t.skipped.fetch_add(c.skipped, Relaxed);
+            }
+            *c = LocalCount::default();
+        }
+        self.dirty.clear();
+    }
+}
+
+#[inline(always)]
+fn tuple_of(m: &PacketMeta) -> Tuple {
+    Tuple {
+        family: m.family,
+        proto: m.proto,
+        src: m.src,
+        dst: m.dst,
+        sport: m.sport,
+        dport: m.dport,
+    }
+}
+
+/// A hash of the flow's client address (the source going forward, the
+/// destination coming back): the same for both directions of a flow.
+#[inline(always)]
+fn client_hash(t: &Tuple, dir: Direction) -> u32 {
+    let a = match dir {
+        Direction::Forward => t.src,
+        Direction::Reverse => t.dst,
+    };
+    let x = (a as u64) ^ ((a >> 64) as u64).rotate_left(29);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+}
+
+impl Stage for ChainStage {
+    #[inline]
+    fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
+        let table = &cx.tables.chains;
+        let Some(v) = table.raw() else { return };
+        if self.local.len() != v.hops.len() {
+            // A new generation with another number of hops: the only
+            // allocation, once per such generation.
+            self.local.clear();
+            self.local.resize(v.hops.len(), LocalCount::default());
+        }
+        let n = burst.pkts.len();
+        for i in 0..n {
+            if burst.action[i] != Action::Continue || burst.meta[i].family == 0 {
+                continue;
+            }
+            let rx = burst.pkts[i].rx_port;
+            let m = &burst.meta[i];
+            let (chain, start, dir) = if let Some(PortHop {
+                chain,
+                position,
+                direction,
+            }) = table.port_hop(rx)
+            {
+                let next = match direction {
+                    Direction::Forward => position as i32 + 1,
+                    Direction::Reverse => position as i32 - 1,
+                };
+                (chain, next, direction)
+            } else {
+                let mut t = tuple_of(m);
+                let later_fragment = m.flags & flags::LATER_FRAGMENT != 0;
+                if later_fragment {
+                    // No ports: match on addresses; a chain does not
+                    // reassemble, so such a fragment of chain traffic is
+                    // dropped rather than let past the chain's hops.
+                    t.sport = 0;
+                    t.dport = 0;
+                    if table.classify_addresses(m.network, rx, &t) {
+                        burst.action[i] = Action::Drop(DropReason::ChainDenied);
+                    }
+                    continue;
+                }
+                match table.classify(m.network, rx, &t) {
+                    None => continue,
+                    Some((chain, dir)) => {
+                        let c = &v.chains[chain as usize];
+                        let start = match dir {
+                            Direction::Forward => 0,
+                            Direction::Reverse => c.len as i32 - 1,
+                        };
+                        (chain, start, dir)
+                    }
+                }
+            };
+            let a = self.run(
+                cx,
+                &v,
+                chain as usize,
+                start,
+                dir,
+                &mut burst.pkts[i],
+                &mut burst.meta[i],
+            );
+            burst.action[i] = a;
+        }
+        self.flush(&v);
+    }
+}
+
+impl ChainStage {
+    /// Runs a packet through its chain from position `pos` on.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        cx: &Context<'_>,
+        v: &RawView<'_>,
+        chain: usize,
+        mut pos: i32,
+        dir: Direction,
+        pkt: &mut Packet,
+        m: &mut PacketMeta,
+    ) -> Action {
+        let c = &v.chains[chain];
+        let step = match dir {
+            Direction::Forward => 1,
+            Direction::Reverse => -1,
+        };
+        let d = dir as usize;
+        let len = m.l3_len as u64;
+        while pos >= 0 && pos < c.len as i32 {
+            let h = c.first as usize + pos as usize;
+            pos += step;
+            let hop = &v.hops[h];
+            let t = tuple_of(m);
+            let n = hop.candidates.len();
+            let f = match n {
+                0 => None,
+                1 => hop.candidates.first(),
+                _ => hop.candidates.get(client_hash(&t, dir) as usize % n),
+            };
+            let Some(f) = f else {
+                // No ready endpoint for this hop.
+                match self.down(c.fail, h) {
+                    Some(a) => return a,
+                    None => continue,
+                }
+            };
+            match f {
+                Function::Counter => {}
+                Function::Firewall(fw) => {
+                    if !fw.allows(&t, dir) {
+                        self.count(h).dropped += 1;
+                        return Action::Drop(DropReason::ChainDenied);
+                    }
+                }
+                Function::LoadBalancer(lb) => match dir {
+                    Direction::Forward => {
+                        let hash = if m.flow_hash != 0 {
+                            m.flow_hash
+                        } else {
+                            parse::flow_hash(m)
+                        };
+                        if let Some(b) = lb.forward(&t, hash) {
+                            let dport = if b.port != 0 { b.port } else { t.dport };
+                            translate(pkt, m, t.src, b.addr, t.sport, dport);
+                        }
+                    }
+                    Direction::Reverse => {
+                        if lb.is_backend(&t) {
+                            let sport = if lb.vport != 0 { lb.vport } else { t.sport };
+                            translate(pkt, m, lb.vip, t.dst, sport, t.dport);
+                        }
+                    }
+                },
+                Function::Nat(nat) => match dir {
+                    Direction::Forward => {
+                        if let Some(src) = nat.forward(&t) {
+                            translate(pkt, m, src, t.dst, t.sport, t.dport);
+                        }
+                    }
+                    Direction::Reverse => {
+                        if let Some(dst) = nat.reverse(&t) {
+                            translate(pkt, m, t.src, dst, t.sport, t.dport);
+                        }
+                    }
+                },
+                Function::Police(l) => {
+                    if !police(l, len as u32, cx.now_ns) {
+                        self.count(h).dropped += 1;
+                        return Action::Drop(DropReason::ChainPoliced);
+                    }
+                }
+                Function::External(_) => {
+                    match pick_external(v, &hop.candidates, client_hash(&t, dir), dir) {
+                        Some((port, dst_mac, src_mac)) => {
+                            let c = self.count(h);
+                            c.packets[d] += 1;
+                            c.bytes[d] += len;
+                            if let Some(eth) = pkt.data_mut().first_chunk_mut::<12>() {
+                                eth[..6].copy_from_slice(&dst_mac);
+                                eth[6..].copy_from_slice(&src_mac);
+                            }
+                            return Action::Tx(port);
+                        }
+                        None => match self.down(c.fail, h) {
+                            Some(a) => return a,
+                            None => continue,
+                        },
+                    }
+                }
+            }
+            let c = self.count(h);
+            c.packets[d] += 1;
+            c.bytes[d] += len;
+        }
+        Action::Continue
+    }
+
+    /// A hop with no working endpoint: the chain's failure mode decides.
+    #[inline]
+    fn down(&mut self, fail: crate::tables::chain::FailMode, hop: usize) -> Option<Action> {
+        match fail {
+            crate::tables::chain::FailMode::Closed => {
+                self.count(hop).dropped += 1;
+                Some(Action::Drop(DropReason::ChainHopDown))
+            }
+            crate::tables::chain::FailMode::Skip => {
+                self.count(hop).skipped += 1;
+                None
+            }
+        }
+    }
+}
+
+/// The port (and MACs) of the first external candidate with link, from the
+/// one the hash picks on.
+#[inline]
+fn pick_external(
+    v: &RawView<'_>,
+    candidates: &[Function],
+    hash: u32,
+    dir: Direction,
+) -> Option<(u16, [u8; 6], [u8; 6])> {
+    let n = candidates.len();
+    let first = hash as usize % n;
+    for k in 0..n {
+        let Function::External(x) = &candidates[(first + k) % n] else {
+            continue;
+        };
+        let (out, back, dst, src) = match dir {
+            Direction::Forward => (x.ingress, x.egress, x.ingress_dst_mac, x.ingress_src_mac),
+            Direction::Reverse => (x.egress, x.ingress, x.egress_dst_mac, x.egress_src_mac),
+        };
+        if v.links.is_up(out) && v.links.is_up(back) {
+            return Some((out, dst, src));
+        }
+    }
+    None
+}
+
+/// Writes a new 4-tuple into the packet (checksums fixed incrementally).
+#[inline]
+fn translate(pkt: &mut Packet, m: &mut PacketMeta, src: u128, dst: u128, sport: u16, dport: u16) {
+    service::rewrite(
+        pkt,
+        m,
+        &FlowTuple {
+            src,
+            dst,
+            sport,
+            dport,
+        },
+    );
+}

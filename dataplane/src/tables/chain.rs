@@ -1,0 +1,969 @@
+//! Network service chains: which traffic enters a chain, the chain's hops,
+//! and which port a packet coming back from an external network function
+//! (a CNF) belongs to.
+//!
+//! Built by the control plane (`control/src/chains.rs`, docs/chains.md)
+//! and read by the chain stage ([`crate::stages::chain`]).
+//!
+//! # The model, as the stage sees it
+//!
+//! A chain is an ordered list of hops. A hop is a built-in network
+//! function that runs inside the worker ([`Function`]: firewall, counter,
+//! Maglev load balancer, 1:1 prefix NAT, policer) or an external network
+//! function reached through a pair of ports ([`External`]). A hop may have
+//! several candidates (several endpoints matched the same route); a flow
+//! picks one by a hash of its client address, which is the same in both
+//! directions and on every worker.
+//!
+//! Traffic enters a chain through a [`Classifier`] (first match wins) in
+//! one of two directions. Forward traffic runs the hops first to last;
+//! reverse traffic (the replies, matched by classifiers the compiler
+//! derives from the forward ones) runs them last to first and sees each
+//! function's inverse (the load balancer turns a backend's address back
+//! into the virtual one, the NAT maps back, the firewall matches the
+//! reflected tuple).
+//!
+//! # Hop identity across an external function: port pairs
+//!
+//! An external hop is joined by two ports: the stage sends forward traffic
+//! out of `ingress` and gets it back on `egress`; reverse traffic goes out
+//! of `egress` and comes back on `ingress`. Each of these ports belongs to
+//! exactly one hop of one chain ([`ChainTable::port_hop`]), so the port a
+//! packet comes back on says which chain, which hop and which direction it
+//! is in, without trusting the function to keep any metadata (no NSH: most
+//! CNFs, and DPDK's testpmd, neither add nor keep it).
+//!
+//! # Ports that are down
+//!
+//! [`PortLinks`] holds a link flag per port, written by whoever watches the
+//! ports (the daemon) and read by the stage with one relaxed load per
+//! external hop. A chain whose external hop has no candidate with link
+//! either drops the packet ([`FailMode::Closed`], counted as
+//! `chain_hop_down`) or skips the hop ([`FailMode::Skip`]).
+
+use crate::tables::bandwidth::{Admit, Limiter};
+use crate::tables::maglev::MaglevRing;
+use crate::tables::{NetworkId, PortId};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A chain's index in the table.
+pub type ChainId = u16;
+
+/// What a chain does when a hop has no working candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Drop the packet (`chain_hop_down`).
+    #[default]
+    Closed,
+    /// Go on with the next hop.
+    Skip,
+}
+
+/// Which way a packet runs through a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Forward = 0,
+    Reverse = 1,
+}
+
+/// A prefix of either family (`len` 0: everything). IPv4 addresses are the
+/// low 32 bits, as in `PacketMeta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Prefix {
+    /// 4, 6, or 0 for "any address of any family".
+    pub family: u8,
+    pub addr: u128,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub const ANY: Prefix = Prefix {
+        family: 0,
+        addr: 0,
+        len: 0,
+    };
+
+    pub fn host(family: u8, addr: u128) -> Prefix {
+        Prefix {
+            family,
+            addr,
+            len: if family == 4 { 32 } else { 128 },
+        }
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, family: u8, addr: u128) -> bool {
+        if self.family == 0 {
+            return true;
+        }
+        if self.family != family {
+            return false;
+        }
+        let bits = if family == 4 { 32 } else { 128 };
+        self.len == 0 || (self.addr ^ addr) >> (bits - self.len.min(bits)) == 0
+    }
+
+    /// The host bits of `addr` below this prefix, put under `to`.
+    #[inline(always)]
+    fn map_into(&self, to: &Prefix, addr: u128) -> u128 {
+        let bits: u32 = if self.family == 4 { 32 } else { 128 };
+        let len = self.len as u32;
+        if len == 0 {
+            return addr;
+        }
+        let host_mask = if len >= bits {
+            0
+        } else {
+            (u128::MAX >> (128 - bits)) >> len
+        };
+        (to.addr & !host_mask) | (addr & host_mask)
+    }
+}
+
+/// An inclusive port range (`0..=65535`: any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ANY: PortRange = PortRange { lo: 0, hi: 65535 };
+
+    pub fn one(p: u16) -> PortRange {
+        PortRange { lo: p, hi: p }
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, p: u16) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange::ANY
+    }
+}
+
+/// The 5-tuple part of a match (firewall rules and classifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TupleMatch {
+    pub src: Prefix,
+    pub dst: Prefix,
+    /// IP protocol number; 0: any.
+    pub proto: u8,
+    pub sport: PortRange,
+    pub dport: PortRange,
+}
+
+impl TupleMatch {
+    #[inline(always)]
+    pub fn matches(&self, t: &Tuple) -> bool {
+        (self.proto == 0 || self.proto == t.proto)
+            && self.src.contains(t.family, t.src)
+            && self.dst.contains(t.family, t.dst)
+            && self.sport.contains(t.sport)
+            && self.dport.contains(t.dport)
+    }
+
+    /// The match for the replies of what this one matches.
+    pub fn reflected(&self) -> TupleMatch {
+        TupleMatch {
+            src: self.dst,
+            dst: self.src,
+            proto: self.proto,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+}
+
+/// A packet's 5-tuple as the chain functions see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuple {
+    pub family: u8,
+    pub proto: u8,
+    pub src: u128,
+    pub dst: u128,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Tuple {
+    #[inline(always)]
+    pub fn reflected(&self) -> Tuple {
+        Tuple {
+            family: self.family,
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+}
+
+/// Steers traffic into a chain. Every set field must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classifier {
+    pub chain: ChainId,
+    pub direction: Direction,
+    pub network: Option<NetworkId>,
+    /// The receiving port.
+    pub port: Option<PortId>,
+    pub tuple: TupleMatch,
+}
+
+impl Classifier {
+    #[inline(always)]
+    fn matches(&self, network: NetworkId, rx_port: PortId, t: &Tuple) -> bool {
+        self.network.is_none_or(|n| n == network)
+            && self.port.is_none_or(|p| p == rx_port)
+            && self.tuple.matches(t)
+    }
+}
+
+/// One firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirewallRule {
+    pub tuple: TupleMatch,
+    pub allow: bool,
+}
+
+/// A stateless ACL, first match wins. Reverse traffic is matched with its
+/// tuple reflected, so a rule that allows a client's requests allows the
+/// replies to them (VPP's ACL plugin calls this "reflect"; here it needs
+/// no per-flow state).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Firewall {
+    pub rules: Box<[FirewallRule]>,
+    pub default_allow: bool,
+}
+
+impl Firewall {
+    #[inline]
+    pub fn allows(&self, t: &Tuple, dir: Direction) -> bool {
+        let t = match dir {
+            Direction::Forward => *t,
+            Direction::Reverse => t.reflected(),
+        };
+        for r in self.rules.iter() {
+            if r.tuple.matches(&t) {
+                return r.allow;
+            }
+        }
+        self.default_allow
+    }
+}
+
+/// A load-balanced backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LbBackend {
+    pub addr: u128,
+    /// 0: the virtual port is kept.
+    pub port: u16,
+}
+
+/// A Maglev load balancer: forward traffic to the virtual address (and
+/// port, when set) goes to one backend by flow hash; reverse traffic from
+/// a backend gets the virtual address back. Stateless: Maglev gives a flow
+/// the same backend on every worker and node while the backends stay.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub family: u8,
+    pub vip: u128,
+    /// 0: any port.
+    pub vport: u16,
+    /// 0: any protocol.
+    pub proto: u8,
+    /// Indexed by the ring's ids.
+    pub backends: Box<[LbBackend]>,
+    /// Sorted, for the reverse lookup.
+    pub by_backend: Box<[LbBackend]>,
+    pub ring: Arc<MaglevRing>,
+}
+
+/// A 1:1 prefix NAT (Linux's NETMAP): forward traffic from `inside` leaves
+/// from the same host in `outside`; reverse traffic to `outside` is mapped
+/// back. Stateless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Netmap {
+    pub inside: Prefix,
+    pub outside: Prefix,
+}
+
+/// An external network function's ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct External {
+    /// Forward traffic leaves here (reverse traffic comes back here).
+    pub ingress: PortId,
+    /// Forward traffic comes back here (reverse traffic leaves here).
+    pub egress: PortId,
+    /// Destination MACs of frames sent out of `ingress` and `egress`: the
+    /// function's own, or for a function that forwards frames unchanged
+    /// (a "wire", such as testpmd's io mode) the MAC of the port they come
+    /// back on, so that they are accepted there.
+    pub ingress_dst_mac: [u8; 6],
+    pub egress_dst_mac: [u8; 6],
+    pub ingress_src_mac: [u8; 6],
+    pub egress_src_mac: [u8; 6],
+}
+
+/// What a hop's candidate does.
+#[derive(Debug, Clone)]
+pub enum Function {
+    Firewall(Firewall),
+    /// Counts and passes (the hop's counters).
+    Counter,
+    LoadBalancer(LoadBalancer),
+    Nat(Netmap),
+    /// Drops what exceeds the rate (both directions share the limiter).
+    Police(Arc<Limiter>),
+    External(External),
+}
+
+impl Function {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Function::Firewall(_) => "firewall",
+            Function::Counter => "counter",
+            Function::LoadBalancer(_) => "loadBalancer",
+            Function::Nat(_) => "nat",
+            Function::Police(_) => "police",
+            Function::External(_) => "external",
+        }
+    }
+}
+
+/// One hop: its candidates (at least one unless `down`).
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// The endpoint names, for counters and errors.
+    pub name: String,
+    pub candidates: Box<[Function]>,
+}
+
+/// One chain.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub name: String,
+    pub fail: FailMode,
+    /// Its hops: `hops[first .. first + len]` of the table.
+    pub first: u32,
+    pub len: u16,
+}
+
+/// Where a packet received on a chain port is in its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortHop {
+    pub chain: ChainId,
+    /// The hop's position in its chain.
+    pub position: u16,
+    pub direction: Direction,
+}
+
+/// Counters of one hop, shared by the workers (each flushes once per
+/// burst, not per packet).
+#[derive(Debug, Default)]
+pub struct HopCounters {
+    pub packets: [AtomicU64; 2],
+    pub bytes: [AtomicU64; 2],
+    /// Dropped by the hop (firewall deny, police, fail-closed).
+    pub dropped: AtomicU64,
+    /// Passed over: no working candidate and the chain skips.
+    pub skipped: AtomicU64,
+}
+
+/// One hop's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HopCount {
+    pub forward_packets: u64,
+    pub forward_bytes: u64,
+    pub reverse_packets: u64,
+    pub reverse_bytes: u64,
+    pub dropped: u64,
+    pub skipped: u64,
+}
+
+/// Per-port link flags, shared by every generation: written by whoever
+/// watches the ports, read by the chain stage. All up until told.
+#[derive(Debug)]
+pub struct PortLinks {
+    up: Box<[AtomicBool]>,
+}
+
+impl Default for PortLinks {
+    fn default() -> Self {
+        PortLinks {
+            up: (0..crate::stats::MAX_PORTS)
+                .map(|_| AtomicBool::new(true))
+                .collect(),
+        }
+    }
+}
+
+impl PortLinks {
+    pub fn set(&self, port: PortId, up: bool) {
+        if let Some(f) = self.up.get(port as usize) {
+            f.store(up, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    pub fn is_up(&self, port: PortId) -> bool {
+        self.up
+            .get(port as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+/// Everything the control plane hands over for one generation.
+#[derive(Debug, Clone, Default)]
+pub struct ChainParts {
+    pub chains: Vec<Chain>,
+    pub hops: Vec<Hop>,
+    /// In priority order: the first that matches steers.
+    pub classifiers: Vec<Classifier>,
+}
+
+struct Compiled {
+    chains: Box<[Chain]>,
+    hops: Box<[Hop]>,
+    classifiers: Box<[Classifier]>,
+    /// Indexed by port id.
+    port_hops: Box<[Option<PortHop>]>,
+    counters: Box<[HopCounters]>,
+}
+
+/// Why a chain table was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBuildError(pub String);
+
+impl core::fmt::Display for ChainBuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChainBuildError {}
+
+/// The chains of one generation. Cloning shares them.
+#[derive(Clone, Default)]
+pub struct ChainTable {
+    inner: Option<Arc<Compiled>>,
+    links: Arc<PortLinks>,
+}
+
+impl core::fmt::Debug for ChainTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChainTable")
+            .field("chains", &self.chains().len())
+            .field("hops", &self.hops().len())
+            .finish()
+    }
+}
+
+impl ChainTable {
+    /// Builds a table; `links` is the flag set the previous generation
+    /// used (so the watcher's writes reach every generation).
+    pub fn build(parts: ChainParts, links: Arc<PortLinks>) -> Result<ChainTable, ChainBuildError> {
+        if parts.chains.is_empty() {
+            return Ok(ChainTable { inner: None, links });
+        }
+        if parts.chains.len() >= ChainId::MAX as usize {
+            return Err(ChainBuildError(format!(
+                "{} chains; at most {}",
+                parts.chains.len(),
+                ChainId::MAX - 1
+            )));
+        }
+        let mut port_hops: Vec<Option<PortHop>> = Vec::new();
+        for (cid, c) in parts.chains.iter().enumerate() {
+            let end = c.first as usize + c.len as usize;
+            if end > parts.hops.len() {
+                return Err(ChainBuildError(format!(
+                    "chain {}: hops {}..{end} past the {} hops",
+                    c.name,
+                    c.first,
+                    parts.hops.len()
+                )));
+            }
+            for (pos, h) in parts.hops[c.first as usize..end].iter().enumerate() {
+                for f in h.candidates.iter() {
+                    let Function::External(x) = f else { continue };
+                    if x.ingress == x.egress {
+                        return Err(ChainBuildError(format!(
+                            "chain {} hop {}: an external function needs two ports (port {} for both)",
+                            c.name, h.name, x.ingress
+                        )));
+                    }
+                    for (port, direction) in [
+                        (x.egress, Direction::Forward),
+                        (x.ingress, Direction::Reverse),
+                    ] {
+                        let i = port as usize;
+                        if i >= crate::stats::MAX_PORTS {
+                            return Err(ChainBuildError(format!(
+                                "chain {} hop {}: port {port} past the {} ports a chain may use",
+                                c.name,
+                                h.name,
+                                crate::stats::MAX_PORTS
+                            )));
+                        }
+                        if port_hops.len() <= i {
+                            port_hops.resize(i + 1, None);
+                        }
+                        if port_hops[i].is_some() {
+                            return Err(ChainBuildError(format!(
+                                "chain {} hop {}: port {port} already joins another hop; a port pair identifies one hop",
+                                c.name, h.name
+                            )));
+                        }
+                        port_hops[i] = Some(PortHop {
+                            chain: cid as ChainId,
+                            position: pos as u16,
+                            direction,
+                        });
+                    }
+                }
+            }
+        }
+        for k in &parts.classifiers {
+            if k.chain as usize >= parts.chains.len() {
+                return Err(ChainBuildError(format!(
+                    "a classifier names chain {} of {}",
+                    k.chain,
+                    parts.chains.len()
+                )));
+            }
+        }
+        let counters = (0..parts.hops.len())
+            .map(|_| HopCounters::default())
+            .collect();
+        Ok(ChainTable {
+            inner: Some(Arc::new(Compiled {
+                chains: parts.chains.into(),
+                hops: parts.hops.into(),
+                classifiers: parts.classifiers.into(),
+                port_hops: port_hops.into(),
+                counters,
+            })),
+            links,
+        })
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    pub fn links(&self) -> &Arc<PortLinks> {
+        &self.links
+    }
+
+    pub fn chains(&self) -> &[Chain] {
+        self.inner.as_ref().map_or(&[], |c| &c.chains)
+    }
+
+    pub fn hops(&self) -> &[Hop] {
+        self.inner.as_ref().map_or(&[], |c| &c.hops)
+    }
+
+    pub fn classifiers(&self) -> &[Classifier] {
+        self.inner.as_ref().map_or(&[], |c| &c.classifiers)
+    }
+
+    /// The chain hop a port joins, if it does.
+    #[inline(always)]
+    pub fn port_hop(&self, port: PortId) -> Option<PortHop> {
+        self.inner
+            .as_ref()
+            .and_then(|c| c.port_hops.get(port as usize).copied().flatten())
+    }
+
+    /// The first classifier that matches, if any.
+    #[inline]
+    pub fn classify(
+        &self,
+        network: NetworkId,
+        rx_port: PortId,
+        t: &Tuple,
+    ) -> Option<(ChainId, Direction)> {
+        let c = self.inner.as_ref()?;
+        c.classifiers
+            .iter()
+            .find(|k| k.matches(network, rx_port, t))
+            .map(|k| (k.chain, k.direction))
+    }
+
+    /// Whether a classifier matches the packet's addresses and protocol
+    /// whatever its ports (a non-first fragment has none).
+    #[inline]
+    pub fn classify_addresses(&self, network: NetworkId, rx_port: PortId, t: &Tuple) -> bool {
+        let Some(c) = self.inner.as_ref() else {
+            return false;
+        };
+        c.classifiers.iter().any(|k| {
+            k.network.is_none_or(|n| n == network)
+                && k.port.is_none_or(|p| p == rx_port)
+                && (k.tuple.proto == 0 || k.tuple.proto == t.proto)
+                && k.tuple.src.contains(t.family, t.src)
+                && k.tuple.dst.contains(t.family, t.dst)
+        })
+    }
+
+    /// A hop's counters (by its index in [`hops`](Self::hops)).
+    pub fn hop_count(&self, hop: usize) -> HopCount {
+        let Some(c) = self.inner.as_ref().and_then(|c| c.counters.get(hop)) else {
+            return HopCount::default();
+        };
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HopCount {
+            forward_packets: r(&c.packets[0]),
+            forward_bytes: r(&c.bytes[0]),
+            reverse_packets: r(&c.packets[1]),
+            reverse_bytes: r(&c.bytes[1]),
+            dropped: r(&c.dropped),
+            skipped: r(&c.skipped),
+        }
+    }
+
+    /// Every chain's hops with their counts: (chain, hop name, function
+    /// kinds, count).
+    pub fn counts(&self) -> Vec<(String, String, String, HopCount)> {
+        let mut out = Vec::new();
+        for c in self.chains() {
+            for h in c.first as usize..c.first as usize + c.len as usize {
+                let hop = &self.hops()[h];
+                let kinds: Vec<&str> = hop.candidates.iter().map(Function::kind).collect();
+                out.push((
+                    c.name.clone(),
+                    hop.name.clone(),
+                    kinds.join(","),
+                    self.hop_count(h),
+                ));
+            }
+        }
+        out
+    }
+
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> Option<RawView<'_>> {
+        self.inner.as_ref().map(|c| RawView {
+            chains: &c.chains,
+            hops: &c.hops,
+            counters: &c.counters,
+            links: &self.links,
+        })
+    }
+}
+
+/// The parts the stage reads, borrowed once per burst.
+pub(crate) struct RawView<'a> {
+    pub chains: &'a [Chain],
+    pub hops: &'a [Hop],
+    pub counters: &'a [HopCounters],
+    pub links: &'a PortLinks,
+}
+
+impl LoadBalancer {
+    /// Builds the balancer and its ring (backends keyed by address and
+    /// port, equal weights).
+    pub fn new(
+        family: u8,
+        vip: u128,
+        vport: u16,
+        proto: u8,
+        backends: Vec<LbBackend>,
+    ) -> Result<LoadBalancer, ChainBuildError> {
+        use crate::tables::maglev::Backend;
+        let keys: Vec<Vec<u8>> = backends
+            .iter()
+            .map(|b| {
+                let mut k = if family == 4 {
+                    (b.addr as u32).to_be_bytes().to_vec()
+                } else {
+                    b.addr.to_be_bytes().to_vec()
+                };
+                k.extend_from_slice(&b.port.to_be_bytes());
+                k
+            })
+            .collect();
+        let offered: Vec<Backend<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Backend {
+                key: k,
+                weight: 1,
+                id: i as u32,
+            })
+            .collect();
+        let ring = MaglevRing::build(&offered, None).map_err(|e| ChainBuildError(e.to_string()))?;
+        let mut by_backend = backends.clone();
+        by_backend.sort();
+        Ok(LoadBalancer {
+            family,
+            vip,
+            vport,
+            proto,
+            backends: backends.into(),
+            by_backend: by_backend.into(),
+            ring: Arc::new(ring),
+        })
+    }
+
+    /// The backend for a forward packet to the virtual address.
+    #[inline]
+    pub fn forward(&self, t: &Tuple, hash: u32) -> Option<LbBackend> {
+        if t.family != self.family
+            || t.dst != self.vip
+            || (self.vport != 0 && t.dport != self.vport)
+            || (self.proto != 0 && t.proto != self.proto)
+        {
+            return None;
+        }
+        let id = self.ring.lookup(hash)?;
+        self.backends.get(id as usize).copied()
+    }
+
+    /// Whether a reverse packet comes from a backend (it then gets the
+    /// virtual address and port back).
+    #[inline]
+    pub fn is_backend(&self, t: &Tuple) -> bool {
+        if t.family != self.family || (self.proto != 0 && t.proto != self.proto) {
+            return false;
+        }
+        let key = LbBackend {
+            addr: t.src,
+            port: t.sport,
+        };
+        if self.by_backend.binary_search(&key).is_ok() {
+            return true;
+        }
+        // A backend that keeps the virtual port.
+        self.by_backend
+            .binary_search(&LbBackend {
+                addr: t.src,
+                port: 0,
+            })
+            .is_ok()
+            && (self.vport == 0 || t.sport == self.vport)
+    }
+}
+
+impl Netmap {
+    /// The new source of a forward packet, if the NAT maps it.
+    #[inline(always)]
+    pub fn forward(&self, t: &Tuple) -> Option<u128> {
+        self.inside
+            .contains(t.family, t.src)
+            .then(|| self.inside.map_into(&self.outside, t.src))
+    }
+
+    /// The new destination of a reverse packet, if the NAT maps it.
+    #[inline(always)]
+    pub fn reverse(&self, t: &Tuple) -> Option<u128> {
+        self.outside
+            .contains(t.family, t.dst)
+            .then(|| self.outside.map_into(&self.inside, t.dst))
+    }
+}
+
+/// Admits a packet through a policer.
+#[inline(always)]
+pub fn police(l: &Limiter, len: u32, now_ns: u64) -> bool {
+    !matches!(l.admit(len, now_ns), Admit::Drop | Admit::Delay(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> u128 {
+        u32::from(s.parse::<std::net::Ipv4Addr>().unwrap()) as u128
+    }
+
+    fn p4(s: &str, len: u8) -> Prefix {
+        Prefix {
+            family: 4,
+            addr: v4(s),
+            len,
+        }
+    }
+
+    fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            family: 4,
+            proto: 6,
+            src: v4(src),
+            dst: v4(dst),
+            sport,
+            dport,
+        }
+    }
+
+    #[test]
+    fn prefixes_match_by_family_and_length() {
+        assert!(p4("10.0.0.0", 8).contains(4, v4("10.200.1.1")));
+        assert!(!p4("10.0.0.0", 8).contains(4, v4("11.0.0.1")));
+        assert!(!p4("10.0.0.0", 8).contains(6, v4("10.0.0.1")));
+        assert!(p4("0.0.0.0", 0).contains(4, v4("1.2.3.4")));
+        assert!(Prefix::ANY.contains(6, 1));
+        assert!(Prefix::host(4, v4("1.2.3.4")).contains(4, v4("1.2.3.4")));
+        assert!(!Prefix::host(4, v4("1.2.3.4")).contains(4, v4("1.2.3.5")));
+        let v6 = Prefix {
+            family: 6,
+            addr: 0xfd00u128 << 112,
+            len: 16,
+        };
+        assert!(v6.contains(6, (0xfd00u128 << 112) | 7));
+        assert!(!v6.contains(6, 0xfe00u128 << 112));
+    }
+
+    #[test]
+    fn firewall_first_match_wins_and_reflects_for_replies() {
+        let fw = Firewall {
+            rules: vec![
+                FirewallRule {
+                    tuple: TupleMatch {
+                        src: p4("10.0.1.0", 24),
+                        dst: p4("10.96.0.10", 32),
+                        proto: 6,
+                        dport: PortRange::one(80),
+                        ..Default::default()
+                    },
+                    allow: true,
+                },
+                FirewallRule {
+                    tuple: TupleMatch::default(),
+                    allow: false,
+                },
+            ]
+            .into(),
+            default_allow: true,
+        };
+        let req = tcp("10.0.1.5", 40000, "10.96.0.10", 80);
+        assert!(fw.allows(&req, Direction::Forward));
+        assert!(fw.allows(&req.reflected(), Direction::Reverse));
+        assert!(!fw.allows(
+            &tcp("10.0.1.5", 40000, "10.96.0.10", 22),
+            Direction::Forward
+        ));
+        assert!(!fw.allows(
+            &tcp("10.0.2.5", 40000, "10.96.0.10", 80),
+            Direction::Forward
+        ));
+        // A reply is not a request: the reflected rule does not allow a
+        // forward packet from the server.
+        assert!(!fw.allows(&req.reflected(), Direction::Forward));
+    }
+
+    #[test]
+    fn load_balancer_spreads_and_maps_replies_back() {
+        let lb = LoadBalancer::new(
+            4,
+            v4("10.96.0.10"),
+            80,
+            6,
+            vec![
+                LbBackend {
+                    addr: v4("10.0.2.1"),
+                    port: 8080,
+                },
+                LbBackend {
+                    addr: v4("10.0.2.2"),
+                    port: 8080,
+                },
+            ],
+        )
+        .unwrap();
+        let mut seen = [0usize; 2];
+        for h in 0..1000u32 {
+            let b = lb
+                .forward(
+                    &tcp("10.0.1.5", 1000, "10.96.0.10", 80),
+                    h.wrapping_mul(2654435761),
+                )
+                .unwrap();
+            seen[(b.addr == v4("10.0.2.2")) as usize] += 1;
+            assert_eq!(b.port, 8080);
+        }
+        assert!(seen[0] > 300 && seen[1] > 300, "{seen:?}");
+        assert!(lb
+            .forward(&tcp("10.0.1.5", 1000, "10.96.0.11", 80), 1)
+            .is_none());
+        assert!(lb
+            .forward(&tcp("10.0.1.5", 1000, "10.96.0.10", 81), 1)
+            .is_none());
+        assert!(lb.is_backend(&tcp("10.0.2.2", 8080, "10.0.1.5", 1000)));
+        assert!(!lb.is_backend(&tcp("10.0.2.2", 8081, "10.0.1.5", 1000)));
+        assert!(!lb.is_backend(&tcp("10.0.2.3", 8080, "10.0.1.5", 1000)));
+    }
+
+    #[test]
+    fn netmap_keeps_host_bits() {
+        let n = Netmap {
+            inside: p4("10.0.1.0", 24),
+            outside: p4("192.0.2.0", 24),
+        };
+        let t = tcp("10.0.1.7", 1, "8.8.8.8", 53);
+        assert_eq!(n.forward(&t), Some(v4("192.0.2.7")));
+        assert_eq!(
+            n.reverse(&tcp("8.8.8.8", 53, "192.0.2.7", 1)),
+            Some(v4("10.0.1.7"))
+        );
+        assert_eq!(n.forward(&tcp("10.0.2.7", 1, "8.8.8.8", 53)), None);
+    }
+
+    fn external(ingress: PortId, egress: PortId) -> Function {
+        Function::External(External {
+            ingress,
+            egress,
+            ingress_dst_mac: [0; 6],
+            egress_dst_mac: [0; 6],
+            ingress_src_mac: [0; 6],
+            egress_src_mac: [0; 6],
+        })
+    }
+
+    #[test]
+    fn a_port_pair_names_one_hop_and_direction() {
+        let parts = ChainParts {
+            chains: vec![Chain {
+                name: "c".into(),
+                fail: FailMode::Closed,
+                first: 0,
+                len: 2,
+            }],
+            hops: vec![
+                Hop {
+                    name: "count".into(),
+                    candidates: vec![Function::Counter].into(),
+                },
+                Hop {
+                    name: "cnf".into(),
+                    candidates: vec![external(3, 4)].into(),
+                },
+            ],
+            classifiers: vec![],
+        };
+        let t = ChainTable::build(parts.clone(), Arc::default()).unwrap();
+        let fwd = t.port_hop(4).unwrap();
+        assert_eq!(
+            (fwd.chain, fwd.position, fwd.direction),
+            (0, 1, Direction::Forward)
+        );
+        assert_eq!(t.port_hop(3).unwrap().direction, Direction::Reverse);
+        assert_eq!(t.port_hop(2), None);
+        // The same port in two hops cannot say which one a packet is in.
+        let mut twice = parts.clone();
+        twice.hops[0].candidates = vec![external(4, 5)].into();
+        let e = ChainTable::build(twice, Arc::default()).unwrap_err();
+        assert!(e.0.contains("port 4 already joins another hop"), "{e}");
+        let mut one_armed = parts;
+        one_armed.hops[1].candidates = vec![external(3, 3)].into();
+        assert!(ChainTable::build(one_armed, Arc::default()).is_err());
+    }
+}

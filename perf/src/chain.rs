@@ -1,0 +1,234 @@
+//! The chain scenario: the cost of a service chain's built-in hops.
+//!
+//! l3fwd's traffic (64-byte UDP frames of `--flows` flows from 10.0.0.10,
+//! routed by a `--routes` table) goes through the Kubernetes node pipeline
+//! (parse → shaping → service → chain → route → rewrite → shaping), from an
+//! in-memory replay port to an in-memory sink, once without any chain and
+//! once per hop count in `--hops`: every packet is steered (source
+//! 10.0.0.0/24, UDP) into one chain of that many built-in hops of the kind
+//! `--hop-kind`:
+//! * `firewall`: a two-rule ACL whose first rule (a deny for another
+//!   prefix) misses and whose second allows;
+//! * `counter`: counts only;
+//! * `nat`: a 1:1 prefix NAT of the source (10.0.0.0/24 to 10.0.0.0/24,
+//!   so every hop rewrites the address and both checksums and the traffic
+//!   stays the same).
+//!
+//! The report gives each configuration's Mpps per core and ns per packet,
+//! the cost of steering plus one hop (`hops = 1` minus no chain) and the
+//! cost of each further hop (the slope between the smallest and largest
+//! hop counts).
+
+use crate::l3fwd::{self, Family, Params, SystemResult};
+use crate::machine::{self, Machine};
+use serde::Serialize;
+use sluice_dataplane::engine::{default_cores, Engine, EngineConfig};
+use sluice_dataplane::io::mem::{MemPort, ReplayLimit};
+use sluice_dataplane::io::Port;
+use sluice_dataplane::stages::service::ServiceConfig;
+use sluice_dataplane::stages::service_pipeline;
+use sluice_dataplane::tables::chain::{
+    Chain, ChainParts, ChainTable, Classifier, Direction, FailMode, Firewall, FirewallRule,
+    Function, Hop, Netmap, PortRange, Prefix, TupleMatch,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct ChainParams {
+    /// Hop counts to measure (each against no chain at all).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    pub hops: Vec<usize>,
+    /// firewall, counter or nat.
+    #[arg(long, default_value = "firewall")]
+    pub hop_kind: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainRun {
+    pub hops: usize,
+    #[serde(flatten)]
+    pub result: SystemResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub scenario: String,
+    pub params: Params,
+    pub chain: ChainParams,
+    pub frame_size: usize,
+    pub machine: Machine,
+    /// No chain first, then each hop count.
+    pub runs: Vec<ChainRun>,
+    /// ns per packet with one hop minus without a chain: classification
+    /// and one hop.
+    pub first_hop_ns: Option<f64>,
+    /// ns per packet per further hop (slope from the fewest to the most
+    /// hops).
+    pub ns_per_hop: Option<f64>,
+}
+
+fn net24(a: [u8; 4]) -> Prefix {
+    Prefix {
+        family: 4,
+        addr: u32::from_be_bytes(a) as u128,
+        len: 24,
+    }
+}
+
+fn function(kind: &str) -> Result<Function, String> {
+    Ok(match kind {
+        "counter" => Function::Counter,
+        "firewall" => Function::Firewall(Firewall {
+            rules: vec![
+                FirewallRule {
+                    tuple: TupleMatch {
+                        src: net24([192, 168, 7, 0]),
+                        proto: 17,
+                        ..Default::default()
+                    },
+                    allow: false,
+                },
+                FirewallRule {
+                    tuple: TupleMatch {
+                        src: net24([10, 0, 0, 0]),
+                        proto: 17,
+                        dport: PortRange::one(9),
+                        ..Default::default()
+                    },
+                    allow: true,
+                },
+            ]
+            .into(),
+            default_allow: false,
+        }),
+        "nat" => Function::Nat(Netmap {
+            inside: net24([10, 0, 0, 0]),
+            outside: net24([10, 0, 0, 0]),
+        }),
+        other => {
+            return Err(format!(
+                "--hop-kind {other:?}: expected firewall, counter or nat"
+            ))
+        }
+    })
+}
+
+fn chain_table(hops: usize, kind: &str) -> Result<ChainTable, String> {
+    if hops == 0 {
+        return Ok(ChainTable::default());
+    }
+    let f = function(kind)?;
+    let parts = ChainParts {
+        chains: vec![Chain {
+            name: "perf".into(),
+            fail: FailMode::Closed,
+            first: 0,
+            len: hops as u16,
+        }],
+        hops: (0..hops)
+            .map(|i| Hop {
+                name: format!("{kind}-{i}"),
+                candidates: vec![f.clone()].into(),
+            })
+            .collect(),
+        classifiers: vec![Classifier {
+            chain: 0,
+            direction: Direction::Forward,
+            network: None,
+            port: None,
+            tuple: TupleMatch {
+                src: net24([10, 0, 0, 0]),
+                proto: 17,
+                ..Default::default()
+            },
+        }],
+    };
+    ChainTable::build(parts, Arc::default()).map_err(|e| e.0)
+}
+
+fn one(
+    scenario: &str,
+    p: &Params,
+    hops: usize,
+    kind: &str,
+    progress: bool,
+) -> Result<ChainRun, String> {
+    let frame_size = p.frame_size.unwrap_or(64);
+    let mut tables = l3fwd::tables(Family::V4, p.routes, p.seed)?;
+    tables.chains = chain_table(hops, kind)?;
+    let frames = l3fwd::traffic(Family::V4, p.flows, frame_size, p.seed, p.routes);
+    let workers = p.workers.max(1);
+    let ports: Vec<Arc<dyn Port>> = vec![
+        MemPort::replay(
+            "in",
+            frames,
+            l3fwd::mem_cfg(0, [2, 0, 0, 0, 0, 1], workers),
+            ReplayLimit::Forever,
+        )
+        .map_err(|e| e.to_string())?,
+        MemPort::sink("out", l3fwd::mem_cfg(1, [2, 0, 0, 0, 0, 2], workers)),
+    ];
+    let cfg = EngineConfig {
+        workers,
+        cores: default_cores(workers),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(ports, tables, &cfg, || {
+        service_pipeline(&ServiceConfig::default())
+    })
+    .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let label = format!("{scenario} hops={hops}");
+    let m = crate::measure::measure(engine, p.seconds, &label, progress);
+    if m.result.forwarded < m.result.received / 2 {
+        return Err(format!(
+            "{label}: forwarded {} of {} (drops {:?}): the chain is not passing the traffic",
+            m.result.forwarded, m.result.received, m.result.drops_by_reason
+        ));
+    }
+    Ok(ChainRun {
+        hops,
+        result: m.result,
+    })
+}
+
+pub fn run(
+    scenario: &str,
+    p: &Params,
+    c: &ChainParams,
+    progress: bool,
+) -> Result<ChainReport, String> {
+    function(&c.hop_kind)?;
+    let mut counts = vec![0];
+    counts.extend(c.hops.iter().copied().filter(|h| *h > 0));
+    counts.sort_unstable();
+    counts.dedup();
+    let mut runs = Vec::new();
+    for h in counts {
+        runs.push(one(scenario, p, h, &c.hop_kind, progress)?);
+    }
+    let ns = |h: usize| {
+        runs.iter()
+            .find(|r| r.hops == h)
+            .map(|r| r.result.ns_per_packet)
+    };
+    let first_hop_ns = ns(1).zip(ns(0)).map(|(a, b)| a - b);
+    let chained: Vec<&ChainRun> = runs.iter().filter(|r| r.hops > 0).collect();
+    let ns_per_hop = match (chained.first(), chained.last()) {
+        (Some(a), Some(b)) if b.hops > a.hops => {
+            Some((b.result.ns_per_packet - a.result.ns_per_packet) / (b.hops - a.hops) as f64)
+        }
+        _ => None,
+    };
+    Ok(ChainReport {
+        scenario: scenario.to_string(),
+        params: p.clone(),
+        chain: c.clone(),
+        frame_size: p.frame_size.unwrap_or(64),
+        machine: machine::describe(),
+        runs,
+        first_hop_ns,
+        ns_per_hop,
+    })
+}
