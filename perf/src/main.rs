@@ -228,18 +228,22 @@ fn run_one(runner: &str, name: &str, t: &mut Targets<'_>, progress: bool) -> Res
     t.service.extra_routes = if runner == "full" { t.l3.routes } else { 0 };
     let cores = sluice_dataplane::engine::default_cores(t.l3.workers.max(1));
     let before = conditions::snapshot();
-    let value = measure_runner(runner, name, t, progress)?;
+    let mut value = measure_runner(runner, name, t, progress)?;
     let after = conditions::snapshot();
-    let mut value = value;
+    stamp(&mut value, conditions::between(&before, &after, &cores))?;
+    Ok(value)
+}
+
+/// Adds the machine's conditions during the run and the time it ended.
+fn stamp(value: &mut Value, c: conditions::Conditions) -> Result<(), String> {
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "conditions".into(),
-            serde_json::to_value(conditions::between(&before, &after, &cores))
-                .map_err(|e| e.to_string())?,
+            serde_json::to_value(c).map_err(|e| e.to_string())?,
         );
         obj.insert("date".into(), Value::String(now_utc()));
     }
-    Ok(value)
+    Ok(())
 }
 
 fn to_value<T: serde::Serialize>(r: Result<T, String>) -> Result<Value, String> {
@@ -334,13 +338,7 @@ fn side_by_side(
             conditions::note(&c, &cores)
         );
         let mut value = serde_json::to_value(report).map_err(|e| e.to_string())?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert(
-                "conditions".into(),
-                serde_json::to_value(c).map_err(|e| e.to_string())?,
-            );
-            obj.insert("date".into(), Value::String(now_utc()));
-        }
+        stamp(&mut value, c)?;
         Ok(value)
     }
     #[cfg(not(feature = "dpdk"))]
