@@ -53,7 +53,7 @@ pub fn run(
     let report = match runner {
         "pktgen-tcp" => tcp::run_loopback(&base, &LinkConfig::default(), &mut live)?,
         "pktgen-tcp-service" => {
-            let cfg = dut::service_config(&base, 4);
+            let cfg = dut::service_config(&base, 4, false);
             let d = dut::ServiceDut::start(4, core)?;
             d.run(&cfg, &mut live)?
         }

@@ -42,13 +42,18 @@ struct TcpArgs {
     /// Endpoints of the Service (--dut service).
     #[arg(long, default_value_t = 2)]
     endpoints: usize,
-    /// Client addresses: 10.0.0.100-10.0.0.199, 10.0.0.0/24 or one address.
+    /// IPv6 through the Service (--dut service; with --port, give IPv6
+    /// --clients and --servers instead).
+    #[arg(long, short = '6')]
+    ipv6: bool,
+    /// Client addresses: 10.0.0.100-10.0.0.199, 10.0.0.0/24, fd00::100-fd00::1ff,
+    /// fd00::/120 or one address.
     #[arg(long)]
     clients: Option<String>,
     /// Client ports, FIRST-LAST.
     #[arg(long, default_value = "1024-65535")]
     client_ports: String,
-    /// Where clients connect: ADDR:PORT,... (in turn).
+    /// Where clients connect: ADDR:PORT,... or [IPv6ADDR]:PORT,... (in turn).
     #[arg(long)]
     servers: Option<String>,
     /// Where the server side listens (default: --servers).
@@ -383,11 +388,12 @@ fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
             ] {
                 if given {
                     return Err(format!(
-                        "{name}: fixed by --dut service (clients 10.0.0.2-10.0.0.126, VIP 172.30.0.10:80, endpoints 20.0.1.N:8080)"
+                        "{name}: fixed by --dut service (clients 10.0.0.2-10.0.0.126, VIP 172.30.0.10:80, endpoints 20.0.1.N:8080; \
+                         with --ipv6 clients 2001:db8::2-2001:db8::7e, VIP [2001:db8:30::a]:80, endpoints [2001:db8:20:1::N]:8080)"
                     ));
                 }
             }
-            cfg = dut::service_config(&cfg, a.endpoints);
+            cfg = dut::service_config(&cfg, a.endpoints, a.ipv6);
             cfg.validate()?;
             let d = dut::ServiceDut::start(a.endpoints, a.dut_core)?;
             pin(a.core)?;
@@ -403,6 +409,9 @@ fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
                     "--port: {p:?} does not loop back; the TCP mode needs mem:loop[,...] (or --dut service)"
                 ));
             };
+            if a.ipv6 && (a.clients.is_none() || a.servers.is_none()) {
+                return Err("--ipv6: with --port, give IPv6 --clients and --servers".into());
+            }
             if let Some(c) = &a.clients {
                 cfg.clients = tcp::parse_addr_range(c).map_err(|e| format!("--clients: {e}"))?;
             }

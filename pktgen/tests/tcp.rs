@@ -4,8 +4,9 @@
 //! only retransmission gets every connection through.
 
 use sluice_pktgen::link::LinkConfig;
-use sluice_pktgen::tcp::dut::{endpoint, service_config, ServiceDut};
+use sluice_pktgen::tcp::dut::{endpoint_of, service_config, ServiceDut};
 use sluice_pktgen::tcp::{run_loopback, TcpConfig, TcpReport};
+use std::net::{IpAddr, Ipv4Addr};
 
 fn base(count: u64, concurrent: usize) -> TcpConfig {
     TcpConfig {
@@ -82,6 +83,15 @@ fn loopback_exchanges_complete_with_matching_bytes() {
 
 #[test]
 fn connections_through_the_service_pipeline_reach_every_endpoint() {
+    through_the_service_pipeline(false);
+}
+
+#[test]
+fn ipv6_connections_through_the_service_pipeline_reach_every_endpoint() {
+    through_the_service_pipeline(true);
+}
+
+fn through_the_service_pipeline(v6: bool) {
     let dut = ServiceDut::start(3, None).unwrap();
     let cfg = service_config(
         &TcpConfig {
@@ -90,14 +100,16 @@ fn connections_through_the_service_pipeline_reach_every_endpoint() {
             ..base(600, 100)
         },
         3,
+        v6,
     );
+    assert_eq!(cfg.is_v6(), v6);
     let r = dut.run(&cfg, &mut |_| {}).unwrap();
     let stats = dut.stats();
     assert_all_completed(&r, 600, 1, &cfg);
     // Maglev spreads the connections over the three endpoints.
     assert_eq!(r.listeners.len(), 3);
     for (i, l) in r.listeners.iter().enumerate() {
-        assert_eq!(l.listener, endpoint(i).to_string());
+        assert_eq!(l.listener, endpoint_of(i, v6).to_string());
         assert!(
             l.accepted > 100,
             "endpoint {}: {} of 600",
@@ -117,8 +129,8 @@ fn connections_through_the_service_pipeline_reach_every_endpoint() {
         "{:?}",
         stats.events
     );
-    // Nothing but the announcements
-    // (gratuitous ARP, learned from and then dropped) was dropped.
+    // Nothing but the announcements (gratuitous ARP or unsolicited
+    // neighbour advertisements, learned from and then dropped) was dropped.
     let dropped: u64 = stats
         .drops
         .iter()
@@ -174,17 +186,58 @@ fn bad_configurations_are_refused_naming_the_option() {
     })
     .contains("--cps"));
     assert!(bad(TcpConfig {
-        clients: vec![u32::from(std::net::Ipv4Addr::new(10, 1, 0, 1))],
+        clients: vec![Ipv4Addr::new(10, 1, 0, 1).into()],
         ..TcpConfig::default()
     })
     .contains("--listen"));
     assert!(bad(TcpConfig {
-        clients: vec![1],
+        clients: vec![Ipv4Addr::new(0, 0, 0, 1).into()],
         client_ports: (1000, 1010),
         concurrent: 100,
         ..TcpConfig::default()
     })
     .contains("too few"));
+    // One address family a run.
+    assert!(bad(TcpConfig {
+        clients: vec!["fd00::1".parse().unwrap()],
+        ..TcpConfig::default()
+    })
+    .contains("--servers"));
+    let mixed: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "fd00::2".parse().unwrap()];
+    assert!(bad(TcpConfig {
+        clients: mixed,
+        ..TcpConfig::default()
+    })
+    .contains("--clients"));
+}
+
+#[test]
+fn ipv6_loopback_exchanges_complete() {
+    // The shards resolve their gateway by neighbour discovery (answered in
+    // place), so nothing but TCP crosses the link.
+    let cfg = TcpConfig {
+        clients: sluice_pktgen::tcp::parse_addr_range("fd00::100-fd00::1ff").unwrap(),
+        targets: sluice_pktgen::tcp::parse_endpoints("[fd01::1]:80,[fd01::2]:443").unwrap(),
+        listeners: sluice_pktgen::tcp::parse_endpoints("[fd01::1]:80,[fd01::2]:443").unwrap(),
+        request: 300,
+        response: 5000,
+        ..base(500, 100)
+    };
+    let r = run_loopback(&cfg, &LinkConfig::default(), &mut |_| {}).unwrap();
+    assert_all_completed(&r, 500, 1, &cfg);
+    assert_eq!(r.listeners[0].accepted + r.listeners[1].accepted, 500);
+    assert!(
+        r.listeners.iter().all(|l| l.accepted == 250),
+        "{:?}",
+        r.listeners
+    );
+    let p = &r.ports[0];
+    assert_eq!(
+        (p.rx_not_ours, p.rx_malformed, p.tx_dropped),
+        (0, 0, 0),
+        "{p:?}"
+    );
+    assert_eq!(p.tx_packets, p.rx_packets);
 }
 
 #[test]

@@ -11,14 +11,14 @@
 //! tuple is not reused, so TIME-WAIT's protection is not needed);
 //! free slots are taken oldest first.
 
-use super::device::{Io, Role, SeqTracker};
+use super::device::{Addr, FlowKey, Io, Role, SeqTracker};
 use super::shard::Shard;
 use super::{Histogram, TcpConfig, PATTERN};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -37,7 +37,7 @@ struct Slot {
     done: u32,
     sent: usize,
     received: usize,
-    key: u64,
+    key: FlowKey,
 }
 
 /// What the client side counted.
@@ -76,11 +76,12 @@ pub struct ClientShard {
 pub struct ClientSide {
     pub shards: Vec<ClientShard>,
     pub schedule: super::shard::Schedule,
-    addrs: Vec<u32>,
+    addrs: Vec<Addr>,
+    v6: bool,
     first_port: u16,
     /// Ports each shard has: (last - first + 1) / shards.
     ports_per_shard: u32,
-    targets: Vec<SocketAddrV4>,
+    targets: Vec<SocketAddr>,
     next_target: usize,
     next_shard: usize,
     /// Connections open now, and the most there were.
@@ -122,7 +123,7 @@ impl ClientSide {
                         done: 0,
                         sent: 0,
                         received: 0,
-                        key: 0,
+                        key: (0, 0),
                     })
                     .collect();
                 ClientShard {
@@ -139,7 +140,8 @@ impl ClientSide {
             ports_per_shard: ports / shards.len() as u32,
             schedule: super::shard::Schedule::new(shards.len()),
             shards,
-            addrs: cfg.clients.clone(),
+            addrs: cfg.clients.iter().map(|&a| super::addr(a)).collect(),
+            v6: cfg.is_v6(),
             first_port: cfg.client_ports.0,
             targets: cfg.targets.clone(),
             next_target: 0,
@@ -160,7 +162,7 @@ impl ClientSide {
 
     /// Whether a segment to `addr:port` is for this side, and its shard.
     #[inline]
-    pub fn shard_of(&self, addr: u32, port: u16) -> Option<usize> {
+    pub fn shard_of(&self, addr: Addr, port: u16) -> Option<usize> {
         let first = *self.addrs.first()?;
         let last = *self.addrs.last()?;
         if addr < first || addr > last || port < self.first_port {
@@ -174,12 +176,16 @@ impl ClientSide {
         Some((off % n) as usize)
     }
 
-    pub fn owns_addr(&self, addr: u32) -> bool {
+    pub fn owns_addr(&self, addr: Addr) -> bool {
         matches!((self.addrs.first(), self.addrs.last()), (Some(&f), Some(&l)) if addr >= f && addr <= l)
     }
 
-    pub fn addrs(&self) -> &[u32] {
+    pub fn addrs(&self) -> &[Addr] {
         &self.addrs
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.v6
     }
 
     /// Opens a connection if a slot is free; false if none is.
@@ -205,8 +211,8 @@ impl ClientSide {
                 cs.port_step = (cs.port_step + 1) % self.ports_per_shard;
             }
             let slot = &mut cs.slots[slot_i as usize];
-            let local = IpEndpoint::new(IpAddress::Ipv4(addr.into()), port as u16);
-            let remote = IpEndpoint::new(IpAddress::Ipv4(*target.ip()), target.port());
+            let local = IpEndpoint::new(super::ip_address(addr, self.v6), port as u16);
+            let remote = IpEndpoint::new(IpAddress::from(target.ip()), target.port());
             let sock = cs
                 .shard
                 .sockets

@@ -6,14 +6,15 @@
 //!
 //! | | |
 //! |---|---|
-//! | clients | on p0's link (10.0.0.0/24), pod addresses (the lab's pod CIDR is 10.0.0.0/25, so no masquerade), MAC 02:00:00:00:c0:01, next hop p0 |
-//! | Service | ClusterIP 172.30.0.10, TCP port 80, endpoints 20.0.1.1..N port 8080 (a Maglev ring) |
-//! | servers | the endpoints, behind the lab's gateway 10.0.1.254 on p1 (so they answer to MAC 02:00:00:00:01:fe), next hop p1 |
+//! | clients | on p0's link (10.0.0.0/24; 2001:db8::/64), pod addresses (the pod CIDRs are 10.0.0.0/25 and 2001:db8::/121, so no masquerade), MAC 02:00:00:00:c0:01, next hop p0 |
+//! | Service | ClusterIP 172.30.0.10 and 2001:db8:30::a (dual stack), TCP port 80, endpoints 20.0.1.1..N or 2001:db8:20:1::1..N, port 8080 (a Maglev ring per family) |
+//! | servers | the endpoints, behind the lab's gateway 10.0.1.254 / 2001:db8:1::fe on p1 (so they answer to MAC 02:00:00:00:01:fe), next hop p1 |
 //!
 //! Clients connect to the VIP; the worker picks an endpoint, rewrites the
 //! destination, tracks the connection, and un-NATs the replies, so the
 //! clients see the VIP answer. The client side announces its addresses
-//! (gratuitous ARP) before the run and answers the worker's ARP requests.
+//! (gratuitous ARP, unsolicited neighbour advertisements) before the run
+//! and answers the worker's ARP requests and neighbour solicitations.
 
 use super::client::ClientSide;
 use super::device::Io;
@@ -32,14 +33,24 @@ use sluice_dataplane::tables::services::{
     Endpoint, Frontend, L4Addr, Outcome, Prefix, ServiceRing, ServiceTable,
 };
 use sluice_dataplane::testing::{router_lab, MAC_CLIENT, MAC_GW1, MAC_P0, MAC_P1, MAC_P2};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The Service's cluster IP and port.
+/// The Service's cluster IPs and port.
 pub const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(172, 30, 0, 10), 80);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x30, 0, 0, 0, 0, 0xa);
 /// The endpoints' port.
 pub const ENDPOINT_PORT: u16 = 8080;
+
+/// The Service's address of a family.
+pub fn vip(v6: bool) -> SocketAddr {
+    if v6 {
+        SocketAddr::new(VIP6.into(), VIP.port())
+    } else {
+        VIP.into()
+    }
+}
 
 /// Endpoint `i` (from 0) of the Service.
 pub fn endpoint(i: usize) -> SocketAddrV4 {
@@ -49,16 +60,32 @@ pub fn endpoint(i: usize) -> SocketAddrV4 {
     )
 }
 
+/// Endpoint `i` (from 0) of the Service in a family.
+pub fn endpoint_of(i: usize, v6: bool) -> SocketAddr {
+    if v6 {
+        let base = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0x20, 1, 0, 0, 0, 1));
+        SocketAddr::new(Ipv6Addr::from(base + i as u128).into(), ENDPOINT_PORT)
+    } else {
+        endpoint(i).into()
+    }
+}
+
 /// A run configuration for the Service: `endpoints` servers, clients
-/// 10.0.0.2 to 10.0.0.126 (pods), MACs and next hops as in the module
-/// docs. Rate, concurrency, sizes and duration stay the caller's.
-pub fn service_config(base: &TcpConfig, endpoints: usize) -> TcpConfig {
+/// 10.0.0.2 to 10.0.0.126 or 2001:db8::2 to 2001:db8::7e (pods), MACs and
+/// next hops as in the module docs. Rate, concurrency, sizes and duration
+/// stay the caller's.
+pub fn service_config(base: &TcpConfig, endpoints: usize, v6: bool) -> TcpConfig {
+    let client = |i: u8| -> IpAddr {
+        if v6 {
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16).into()
+        } else {
+            Ipv4Addr::new(10, 0, 0, i).into()
+        }
+    };
     TcpConfig {
-        clients: (2..=126)
-            .map(|i| u32::from(Ipv4Addr::new(10, 0, 0, i)))
-            .collect(),
-        targets: vec![VIP],
-        listeners: (0..endpoints).map(endpoint).collect(),
+        clients: (2..=126).map(client).collect(),
+        targets: vec![vip(v6)],
+        listeners: (0..endpoints).map(|i| endpoint_of(i, v6)).collect(),
         client_mac: MAC_CLIENT,
         client_next_hop: MAC_P0,
         server_mac: MAC_GW1,
@@ -67,60 +94,75 @@ pub fn service_config(base: &TcpConfig, endpoints: usize) -> TcpConfig {
     }
 }
 
-fn a4(a: Ipv4Addr) -> u128 {
-    u32::from(a) as u128
+fn num(a: impl Into<IpAddr>) -> (u8, u128) {
+    match a.into() {
+        IpAddr::V4(a) => (4, u32::from(a) as u128),
+        IpAddr::V6(a) => (6, u128::from(a)),
+    }
 }
 
-/// The lab's Service table: the ClusterIP with `endpoints` endpoints.
+fn prefix(a: impl Into<IpAddr>, len: u8) -> Prefix {
+    let (family, addr) = num(a);
+    Prefix { family, addr, len }
+}
+
+/// The lab's Service table: the dual-stack ClusterIP with `endpoints`
+/// endpoints in each family.
 pub fn service_table(endpoints: usize) -> Result<ServiceTable, String> {
     let mut st = ServiceTable::new(0);
-    st.pod_cidrs = vec![Prefix {
-        family: 4,
-        addr: a4(Ipv4Addr::new(10, 0, 0, 0)),
-        len: 25,
-    }];
-    st.service_cidrs = vec![Prefix {
-        family: 4,
-        addr: a4(Ipv4Addr::new(172, 30, 0, 0)),
-        len: 16,
-    }];
+    st.pod_cidrs = vec![
+        prefix(Ipv4Addr::new(10, 0, 0, 0), 25),
+        prefix(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 121),
+    ];
+    st.service_cidrs = vec![
+        prefix(Ipv4Addr::new(172, 30, 0, 0), 16),
+        prefix(Ipv6Addr::new(0x2001, 0xdb8, 0x30, 0, 0, 0, 0, 0), 112),
+    ];
     for a in [
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(10, 0, 1, 1),
-        Ipv4Addr::new(10, 0, 2, 1),
+        "10.0.0.1",
+        "10.0.1.1",
+        "10.0.2.1",
+        "2001:db8::1",
+        "2001:db8:1::1",
+        "2001:db8:2::1",
     ] {
-        st.local_ips.push((4, a4(a)));
+        st.local_ips
+            .push(num(a.parse::<IpAddr>().expect("a lab address")));
     }
-    let eps: Vec<Endpoint> = (0..endpoints)
-        .map(|i| Endpoint {
-            addr: a4(*endpoint(i).ip()),
-            port: ENDPOINT_PORT,
-        })
-        .collect();
-    let ring = Arc::new(ServiceRing::build(4, &eps).map_err(|e| format!("{e:?}"))?);
-    let d = |masquerade| Outcome::Dnat {
-        ring: ring.clone(),
-        masquerade,
-    };
-    st.insert_frontend(
-        L4Addr {
-            family: 4,
-            proto: 6,
-            port: VIP.port(),
-            addr: a4(*VIP.ip()),
-        },
-        Frontend {
-            outcome: [d(false), d(true), d(true)],
-            source_ranges: None,
-            affinity_timeout_s: 0,
-            service_port: 1,
-        },
-    );
-    st.count_cluster_ip(4, a4(*VIP.ip()), 1);
+    for v6 in [false, true] {
+        let eps: Vec<Endpoint> = (0..endpoints)
+            .map(|i| Endpoint {
+                addr: num(endpoint_of(i, v6).ip()).1,
+                port: ENDPOINT_PORT,
+            })
+            .collect();
+        let (family, vip_addr) = num(vip(v6).ip());
+        let ring = Arc::new(ServiceRing::build(family, &eps).map_err(|e| format!("{e:?}"))?);
+        let d = |masquerade| Outcome::Dnat {
+            ring: ring.clone(),
+            masquerade,
+        };
+        st.insert_frontend(
+            L4Addr {
+                family,
+                proto: 6,
+                port: VIP.port(),
+                addr: vip_addr,
+            },
+            Frontend {
+                outcome: [d(false), d(true), d(true)],
+                source_ranges: None,
+                affinity_timeout_s: 0,
+                service_port: 1,
+            },
+        );
+        st.count_cluster_ip(family, vip_addr, 1);
+    }
     Ok(st)
 }
 
-/// The worker's connection tracking: 2M IPv4 entries and a 10 s TIME-WAIT
+/// The worker's connection tracking: 2M IPv4 entries, 1M IPv6 ones and a
+/// 10 s TIME-WAIT
 /// (Linux's and the default's is 120 s). At 100,000 connections a second
 /// the default table (262,144 entries, 120 s) is full of TIME-WAIT entries
 /// within three seconds, after which the worker makes room by evicting
@@ -131,6 +173,7 @@ pub fn service_table(endpoints: usize) -> Result<ServiceTable, String> {
 pub fn dut_conntrack() -> ConntrackConfig {
     let mut c = ConntrackConfig {
         capacity_v4: 1 << 21,
+        capacity_v6: 1 << 20,
         ..ConntrackConfig::default()
     };
     c.timeouts.tcp_time_wait = 10;

@@ -20,7 +20,8 @@
 //! and hands each frame to the shard that owns its connection, opens the
 //! connections the rate allows, polls the shards that are due (smoltcp's
 //! ingress, the application step: receive, send, close; smoltcp's egress),
-//! and sends the transmit batches. IPv4 only.
+//! and sends the transmit batches. One address family a run: IPv4 or
+//! IPv6.
 
 pub mod client;
 pub mod device;
@@ -32,12 +33,15 @@ use crate::clock::Clock;
 use crate::link::LinkConfig;
 use crate::measure::{LatencyHistogram, LatencyReport};
 use client::{ClientCounts, ClientSide};
-use device::{announce, arp_answer, classify, Frame, Io, IoCounters, SeqTracker, ACK, SYN};
+use device::{
+    announce, arp_answer, classify, na_answer, Addr, Frame, Io, IoCounters, SeqTracker, ACK, SYN,
+};
 use serde::Serialize;
 use server::{ServerCounts, ServerSide};
 use sluice_dataplane::buf::{Batch, Packet, PacketPool, BURST_SIZE};
 use sluice_dataplane::io::Port;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use smoltcp::wire::IpAddress;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 pub(crate) type Histogram = LatencyHistogram;
@@ -53,14 +57,15 @@ pub(crate) static PATTERN: [u8; 16 * 1024] = [b's'; 16 * 1024];
 /// A stateful TCP run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpConfig {
-    /// Client addresses: a contiguous range.
-    pub clients: Vec<u32>,
+    /// Client addresses: a contiguous range, all of one family (the
+    /// run's: targets and listeners are of the same).
+    pub clients: Vec<IpAddr>,
     /// Client ports, first and last.
     pub client_ports: (u16, u16),
     /// Where clients connect, in turn.
-    pub targets: Vec<SocketAddrV4>,
+    pub targets: Vec<SocketAddr>,
     /// Where the server side listens.
-    pub listeners: Vec<SocketAddrV4>,
+    pub listeners: Vec<SocketAddr>,
     /// New connections per second (None: as fast as slots free up).
     pub cps: Option<f64>,
     /// Connections open at most at once.
@@ -90,7 +95,8 @@ pub struct TcpConfig {
     pub shard_size: usize,
     /// Packet buffers in the generator's pool.
     pub pool_size: u32,
-    /// Send a gratuitous ARP for every address at start.
+    /// Announce every address at start (gratuitous ARP, or an unsolicited
+    /// neighbour advertisement).
     pub announce: bool,
     pub seed: u64,
     pub report_every_ns: u64,
@@ -103,11 +109,11 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             clients: (0..100)
-                .map(|i| u32::from(Ipv4Addr::new(10, 0, 0, 100)) + i)
+                .map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 100)) + i)))
                 .collect(),
             client_ports: (1024, 65535),
-            targets: vec![SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 80)],
-            listeners: vec![SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 80)],
+            targets: vec![SocketAddr::new(Ipv4Addr::new(10, 1, 0, 1).into(), 80)],
+            listeners: vec![SocketAddr::new(Ipv4Addr::new(10, 1, 0, 1).into(), 80)],
             cps: None,
             concurrent: 100,
             request: 100,
@@ -130,56 +136,96 @@ impl Default for TcpConfig {
     }
 }
 
-/// Parses client addresses: `10.0.0.1`, `10.0.0.1-10.0.0.99` or
-/// `10.0.0.0/24` (the hosts of the prefix).
-pub fn parse_addr_range(s: &str) -> Result<Vec<u32>, String> {
-    let ip = |t: &str| -> Result<u32, String> {
+/// An address as the generator keys it: IPv4 in the low 32 bits.
+#[inline]
+pub(crate) fn addr(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as Addr,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The smoltcp address of a generator address of the run's family.
+#[inline]
+pub(crate) fn ip_address(a: Addr, v6: bool) -> IpAddress {
+    if v6 {
+        IpAddress::Ipv6(a.into())
+    } else {
+        IpAddress::Ipv4((a as u32).into())
+    }
+}
+
+/// Parses client addresses: `10.0.0.1`, `10.0.0.1-10.0.0.99`,
+/// `10.0.0.0/24` (the hosts of the prefix), or the same in IPv6
+/// (`fd00::1-fd00::ff`, `fd00::/120`: a prefix's addresses but its first,
+/// the subnet-router anycast address).
+pub fn parse_addr_range(s: &str) -> Result<Vec<IpAddr>, String> {
+    let ip = |t: &str| -> Result<IpAddr, String> {
         let t = t.trim();
-        if t.contains(':') {
-            return Err(format!("{t:?}: IPv6 is not supported yet by the TCP mode"));
-        }
-        t.parse::<Ipv4Addr>()
-            .map(u32::from)
-            .map_err(|_| format!("expected an IPv4 address, got {t:?}"))
+        t.parse::<IpAddr>()
+            .map_err(|_| format!("expected an IPv4 or IPv6 address, got {t:?}"))
     };
     let (lo, hi) = if let Some((a, b)) = s.split_once('-') {
-        (ip(a)?, ip(b)?)
+        let (a, b) = (ip(a)?, ip(b)?);
+        if a.is_ipv4() != b.is_ipv4() {
+            return Err(format!("{s:?}: both ends must be of one address family"));
+        }
+        (a, b)
     } else if let Some((a, len)) = s.split_once('/') {
+        let a = ip(a)?;
+        let bits = if a.is_ipv4() { 32 } else { 128 };
         let len: u32 = len
             .parse()
             .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("expected a prefix length 0-32 in {s:?}"))?;
-        let base = ip(a)? & if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let size = 1u64 << (32 - len);
-        if size > 2 {
-            // Without the network and broadcast addresses.
-            (base + 1, (base as u64 + size - 2) as u32)
-        } else {
-            (base, (base as u64 + size - 1) as u32)
+            .filter(|l| *l <= bits)
+            .ok_or_else(|| format!("expected a prefix length 0-{bits} in {s:?}"))?;
+        let host = bits - len;
+        if host > 20 {
+            return Err(format!("{s:?}: more than 1,048,576 addresses"));
         }
+        let size = 1u128 << host;
+        let base = addr(a) & !(size - 1);
+        let (lo, hi) = match (a, size) {
+            // Without the network and broadcast addresses.
+            (IpAddr::V4(_), 3..) => (base + 1, base + size - 2),
+            (IpAddr::V6(_), 2..) => (base + 1, base + size - 1),
+            _ => (base, base + size - 1),
+        };
+        let of = |x: Addr| match a {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(x as u32)),
+            IpAddr::V6(_) => IpAddr::V6(x.into()),
+        };
+        (of(lo), of(hi))
     } else {
         let a = ip(s)?;
         (a, a)
     };
-    if hi < lo {
+    let (l, h) = (addr(lo), addr(hi));
+    if h < l {
         return Err(format!("{s:?}: the range ends before it starts"));
     }
-    if hi - lo >= 1 << 20 {
+    if h - l >= 1 << 20 {
         return Err(format!("{s:?}: more than 1,048,576 addresses"));
     }
-    Ok((lo..=hi).collect())
+    Ok((l..=h)
+        .map(|x| match lo {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(x as u32)),
+            IpAddr::V6(_) => IpAddr::V6(x.into()),
+        })
+        .collect())
 }
 
-/// Parses `10.1.0.1:80,10.1.0.2:80`.
-pub fn parse_endpoints(s: &str) -> Result<Vec<SocketAddrV4>, String> {
+/// Parses `10.1.0.1:80,10.1.0.2:80` or `[fd01::1]:80,...`.
+pub fn parse_endpoints(s: &str) -> Result<Vec<SocketAddr>, String> {
     s.split(',')
         .map(|e| {
             let e = e.trim();
-            e.parse::<SocketAddrV4>()
+            e.parse::<SocketAddr>()
                 .ok()
                 .filter(|a| a.port() != 0)
-                .ok_or_else(|| format!("expected IPv4ADDRESS:PORT (port 1-65535), got {e:?}"))
+                .ok_or_else(|| {
+                    format!("expected ADDRESS:PORT or [IPv6ADDRESS]:PORT (port 1-65535), got {e:?}")
+                })
         })
         .collect()
 }
@@ -204,6 +250,11 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 }
 
 impl TcpConfig {
+    /// Whether the run is IPv6 (its client addresses are).
+    pub fn is_v6(&self) -> bool {
+        self.clients.first().is_some_and(IpAddr::is_ipv6)
+    }
+
     /// Shards per side.
     pub fn shards(&self) -> usize {
         self.concurrent.div_ceil(self.shard_size.max(1)).max(1)
@@ -273,9 +324,30 @@ impl TcpConfig {
                 self.concurrent
             ));
         }
-        let (first, last) = (self.clients[0], *self.clients.last().expect("not empty"));
+        let v6 = self.is_v6();
+        if let Some(c) = self.clients.iter().find(|c| c.is_ipv6() != v6) {
+            return Err(format!(
+                "--clients: {c} is of another address family than {}",
+                self.clients[0]
+            ));
+        }
+        for (what, list) in [("--servers", &self.targets), ("--listen", &self.listeners)] {
+            if let Some(e) = list.iter().find(|e| e.is_ipv6() != v6) {
+                return Err(format!(
+                    "{what}: {e} is of another address family than the clients ({})",
+                    self.clients[0]
+                ));
+            }
+        }
+        let (first, last) = (
+            addr(self.clients[0]),
+            addr(*self.clients.last().expect("not empty")),
+        );
+        if last < first || (last - first) as usize + 1 != self.clients.len() {
+            return Err("--clients: must be a contiguous range of addresses, in order".into());
+        }
         for l in &self.listeners {
-            let a = u32::from(*l.ip());
+            let a = addr(l.ip());
             if a >= first && a <= last {
                 return Err(format!(
                     "--listen: {l} is among the client addresses; give the server side other addresses"
@@ -380,16 +452,16 @@ impl Stack {
         }
     }
 
-    /// Gratuitous ARP for every address of the sides on this port.
+    /// Announces every address of the sides on this port.
     pub fn announce(&mut self) {
         if let Some(c) = &self.client {
             for &a in c.addrs() {
-                announce(&mut self.io, c.mac, a);
+                announce(&mut self.io, c.mac, a, c.is_v6());
             }
         }
         if let Some(s) = &self.server {
             for a in s.addrs() {
-                announce(&mut self.io, s.mac, a);
+                announce(&mut self.io, s.mac, a, s.is_v6());
             }
         }
         self.io.flush();
@@ -482,7 +554,7 @@ fn demux(
     pkt: Packet,
 ) {
     match classify(pkt.data()) {
-        Frame::Tcp4(seg) => {
+        Frame::Tcp(seg) => {
             if let Some(c) = client {
                 if let Some(si) = c.shard_of(seg.dst, seg.dport) {
                     let sh = &mut c.shards[si].shard;
@@ -514,19 +586,16 @@ fn demux(
             io.cache.free(pkt);
         }
         Frame::ArpRequest(asker_mac, asker, target) => {
-            let mac = client
-                .as_ref()
-                .filter(|c| c.owns_addr(target))
-                .map(|c| c.mac)
-                .or_else(|| {
-                    server
-                        .as_ref()
-                        .filter(|s| s.owns_addr(target))
-                        .map(|s| s.mac)
-                });
             io.cache.free(pkt);
-            match mac {
+            match owner_mac(client, server, target as Addr, false) {
                 Some(m) => arp_answer(io, m, asker_mac, asker, target),
+                None => io.counters.rx_not_ours += 1,
+            }
+        }
+        Frame::NeighbourSolicit(asker_mac, asker, target) => {
+            io.cache.free(pkt);
+            match owner_mac(client, server, target, true) {
+                Some(m) => na_answer(io, m, asker_mac, asker, target),
                 None => io.counters.rx_not_ours += 1,
             }
         }
@@ -539,6 +608,25 @@ fn demux(
             io.cache.free(pkt);
         }
     }
+}
+
+/// The MAC of the side that has `target` (of the family `v6` says).
+fn owner_mac(
+    client: &Option<ClientSide>,
+    server: &Option<ServerSide>,
+    target: Addr,
+    v6: bool,
+) -> Option<[u8; 6]> {
+    client
+        .as_ref()
+        .filter(|c| c.is_v6() == v6 && c.owns_addr(target))
+        .map(|c| c.mac)
+        .or_else(|| {
+            server
+                .as_ref()
+                .filter(|s| s.is_v6() == v6 && s.owns_addr(target))
+                .map(|s| s.mac)
+        })
 }
 
 fn client_of(stacks: &[Stack]) -> &ClientSide {

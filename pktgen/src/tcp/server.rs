@@ -11,14 +11,14 @@
 //! connection is re-armed (`listen` again) once it is closed.
 
 use super::client::buffer;
-use super::device::{Io, Role, SeqTracker};
+use super::device::{Addr, FlowKey, Io, Role, SeqTracker};
 use super::shard::Shard;
 use super::{TcpConfig, PATTERN};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::wire::{IpAddress, IpListenEndpoint};
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -37,7 +37,7 @@ struct Slot {
     partial: usize,
     /// Response bytes owed.
     owed: u64,
-    key: u64,
+    key: FlowKey,
 }
 
 /// What the server side counted.
@@ -69,7 +69,7 @@ pub struct ServerShard {
 pub struct ServerSide {
     pub shards: Vec<ServerShard>,
     pub schedule: super::shard::Schedule,
-    listeners: Vec<SocketAddrV4>,
+    listeners: Vec<SocketAddr>,
     pub active: u64,
     pub counts: ServerCounts,
     /// Connections each listener accepted.
@@ -83,6 +83,10 @@ pub struct ServerSide {
 }
 
 impl ServerSide {
+    pub fn is_v6(&self) -> bool {
+        self.listeners.first().is_some_and(SocketAddr::is_ipv6)
+    }
+
     pub fn new(cfg: &TcpConfig, shards: usize, seed: u64) -> ServerSide {
         let per = cfg.concurrent.div_ceil(shards) + cfg.listeners.len() * 4;
         let (rx_buf, tx_buf) = (buffer(cfg.request), buffer(cfg.response));
@@ -134,7 +138,7 @@ impl ServerSide {
             accepted_ns: 0,
             partial: 0,
             owed: 0,
-            key: 0,
+            key: (0, 0),
         });
         let i = ss.slots.len() as u32 - 1;
         ss.free.push_back(i);
@@ -144,22 +148,23 @@ impl ServerSide {
     /// Whether a segment to `addr:port` from `src:sport` is for this side,
     /// and its shard.
     #[inline]
-    pub fn shard_of(&self, addr: u32, port: u16, src: u32, sport: u16) -> Option<usize> {
+    pub fn shard_of(&self, addr: Addr, port: u16, src: Addr, sport: u16) -> Option<usize> {
         self.listeners
             .iter()
-            .any(|l| u32::from(*l.ip()) == addr && l.port() == port)
+            .any(|l| super::addr(l.ip()) == addr && l.port() == port)
             .then(|| {
-                let h = (src as u64 ^ (sport as u64) << 32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let a = src as u64 ^ (src >> 64) as u64;
+                let h = (a ^ (sport as u64) << 32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 ((h >> 32) % self.shards.len() as u64) as usize
             })
     }
 
-    pub fn owns_addr(&self, addr: u32) -> bool {
-        self.listeners.iter().any(|l| u32::from(*l.ip()) == addr)
+    pub fn owns_addr(&self, addr: Addr) -> bool {
+        self.listeners.iter().any(|l| super::addr(l.ip()) == addr)
     }
 
-    pub fn addrs(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.listeners.iter().map(|l| u32::from(*l.ip())).collect();
+    pub fn addrs(&self) -> Vec<Addr> {
+        let mut v: Vec<Addr> = self.listeners.iter().map(|l| super::addr(l.ip())).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -185,7 +190,7 @@ impl ServerSide {
                     .sockets
                     .get_mut::<smoltcp::socket::tcp::Socket>(slot.handle);
                 let ep = IpListenEndpoint {
-                    addr: Some(IpAddress::Ipv4(*l.ip())),
+                    addr: Some(IpAddress::from(l.ip())),
                     port: l.port(),
                 };
                 if sock.listen(ep).is_err() {
@@ -242,15 +247,12 @@ impl ServerSide {
                 slot.partial = 0;
                 slot.owed = 0;
                 slot.key = match sock.remote_endpoint() {
-                    Some(IpEndpoint {
-                        addr: IpAddress::Ipv4(a),
-                        port,
-                    }) => SeqTracker::key(
-                        u32::from(a),
+                    Some(IpEndpoint { addr, port }) => SeqTracker::key(
+                        super::addr(addr.into()),
                         port,
                         self.listeners[slot.listener as usize].port(),
                     ),
-                    _ => 0,
+                    None => (0, 0),
                 };
             }
             let mut end: Option<bool> = None; // Some(true): completed

@@ -13,7 +13,8 @@
 //! step, then [`Shard::egress`].
 
 use super::device::{
-    gateway_reply_packet, Io, Role, SeqTracker, ShardDevice, LINK_ADDR, LINK_GATEWAY, LINK_PREFIX,
+    gateway_reply_packet, Io, Role, SeqTracker, ShardDevice, LINK_ADDR, LINK_ADDR6, LINK_GATEWAY,
+    LINK_GATEWAY6, LINK_PREFIX, LINK_PREFIX6,
 };
 use sluice_dataplane::buf::Packet;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
@@ -60,11 +61,17 @@ impl Shard {
         let mut iface = Interface::new(cfg, &mut super::device::NullDevice, Instant::ZERO);
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::new(LINK_ADDR.into(), LINK_PREFIX))
-                .expect("room for one address");
+                .expect("room for an address");
+            a.push(IpCidr::new(LINK_ADDR6.into(), LINK_PREFIX6))
+                .expect("room for an address");
         });
         iface
             .routes_mut()
             .add_default_ipv4_route(LINK_GATEWAY)
+            .expect("room for the default route");
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(LINK_GATEWAY6)
             .expect("room for the default route");
         // Segments for any address reach the sockets; the run loop hands a
         // shard only what belongs to it.
@@ -84,10 +91,12 @@ impl Shard {
         }
     }
 
-    /// Tells the interface its gateway's MAC (see `device`).
+    /// Tells the interface its gateways' MAC (see `device`).
     pub fn prime(&mut self, io: &mut Io) {
-        if let Some(p) = gateway_reply_packet(&mut io.cache, self.mac, self.gateway_mac) {
-            self.rx.push_back(p);
+        for v6 in [false, true] {
+            if let Some(p) = gateway_reply_packet(&mut io.cache, self.mac, self.gateway_mac, v6) {
+                self.rx.push_back(p);
+            }
         }
     }
 
