@@ -21,7 +21,9 @@
 //! (INIT / INIT-ACK crafted with scapy: translation, CRC32c, policy) and
 //! shaping on AF_PACKET; iperf3 through a ClusterIP on both, and through the
 //! router's kernel with kube-proxy's nftables DNAT map, in a short run here
-//! and a long ignored comparison.
+//! and a long ignored comparison; thousands of stateful connections from
+//! sluice-pktgen's TCP mode (its client side on the client's veth, its
+//! servers on the server's) through a dual-stack ClusterIP.
 //!
 //! Offloads: TSO, GSO and GRO are off on the client's and server's veths
 //! (a 64 KiB TCP super-frame does not fit a packet buffer; Sluice does not
@@ -790,6 +792,140 @@ ports: [{name: http, port: 8080, protocol: TCP}]
     );
     let s = lab.stats();
     assert!(s["events"]["ct_created"].as_u64().unwrap_or(0) >= 41, "{s}");
+    assert_eq!(lab.router_kernel_forwarded(), (0, 0));
+}
+
+/// Stateful connections from sluice-pktgen's TCP mode through a dual-stack
+/// ClusterIP: the generator's client side (100 addresses) sits on the
+/// client's veth and its server side (the Service's four endpoints) on the
+/// server's, so every handshake, request, response and close crosses
+/// sluiced's conntrack and NAT both ways, in each family.
+#[test]
+fn generator_connections_through_a_dual_stack_cluster_ip() {
+    use sluice_pktgen::tcp::{self, run_on_ports, ServerAt, TcpConfig};
+    if !tools_present("generator_connections_through_a_dual_stack_cluster_ip") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::build_on("pgtcp", Backend::AfPacket);
+    lab.start_sluiced_with(
+        "",
+        "addresses = [\"10.1.0.1\", \"10.2.0.1\"]\n\n[services]\nservice_cidrs = [\"10.96.0.0/12\", \"fd00:96::/112\"]",
+    );
+    let manifest = lab.dir.join("gen.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: load}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gen, namespace: load}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  clusterIP: 10.96.0.20
+  clusterIPs: [10.96.0.20, "fd00:96::20"]
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: gen-4, namespace: load, labels: {kubernetes.io/service-name: gen}}
+addressType: IPv4
+endpoints:
+- addresses: ["10.2.0.100"]
+- addresses: ["10.2.0.101"]
+- addresses: ["10.2.0.102"]
+- addresses: ["10.2.0.103"]
+ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: gen-6, namespace: load, labels: {kubernetes.io/service-name: gen}}
+addressType: IPv6
+endpoints:
+- addresses: ["2001:db8:2::100"]
+- addresses: ["2001:db8:2::101"]
+- addresses: ["2001:db8:2::102"]
+- addresses: ["2001:db8:2::103"]
+ports: [{name: http, port: 8080, protocol: TCP}]
+"#,
+    )
+    .unwrap();
+    sluicectl_ok(
+        &lab.api,
+        &["apply", "-f", manifest.to_str().unwrap(), "--wait"],
+    );
+    let mac = |s: &str| tcp::parse_mac(s).unwrap();
+    for (clients, vip, endpoints) in [
+        (
+            "10.1.0.100-10.1.0.199",
+            "10.96.0.20:80",
+            "10.2.0.100:8080,10.2.0.101:8080,10.2.0.102:8080,10.2.0.103:8080",
+        ),
+        (
+            "2001:db8:1::100-2001:db8:1::163",
+            "[fd00:96::20]:80",
+            "[2001:db8:2::100]:8080,[2001:db8:2::101]:8080,[2001:db8:2::102]:8080,[2001:db8:2::103]:8080",
+        ),
+    ] {
+        let cfg = TcpConfig {
+            clients: tcp::parse_addr_range(clients).unwrap(),
+            targets: tcp::parse_endpoints(vip).unwrap(),
+            listeners: tcp::parse_endpoints(endpoints).unwrap(),
+            client_next_hop: mac(MAC_P0),
+            server_next_hop: mac(MAC_P1),
+            count: Some(1500),
+            seconds: Some(60.0),
+            concurrent: 150,
+            request: 100,
+            response: 4000,
+            timeout_ns: 20_000_000_000,
+            ..TcpConfig::default()
+        };
+        cfg.validate().unwrap();
+        let open = |ns: &Netns, dev: &str| {
+            ns.enter(|| {
+                sluice_pktgen::ports::PortSpec::parse(&format!("afpacket:{dev}"))
+                    .unwrap()
+                    .open(dev, sluice_pktgen::clock::Clock::new())
+            })
+            .unwrap()
+        };
+        let (client, server) = (open(&lab.client, "c0"), open(&lab.server, "s0"));
+        let before = lab.stats();
+        let r = run_on_ports(
+            &cfg,
+            client,
+            ServerAt::Port(server),
+            true,
+            sluice_pktgen::clock::Clock::new(),
+            &mut |_| {},
+        );
+        let after = lab.stats();
+        let c = &r.client;
+        assert_eq!(
+            (c.attempted, c.completed, c.failed, r.unfinished),
+            (1500, 1500, 0, 0),
+            "{clients}: {r:#?}\nstats: {after}"
+        );
+        assert_eq!(r.server.completed, 1500, "{clients}");
+        assert_eq!(c.response_bytes, 1500 * 4000, "{clients}");
+        // The clients only ever saw the cluster IP answer: a reply sluiced
+        // had not translated back would have reached no client socket.
+        assert_eq!(r.ports[0].rx_malformed, 0, "{:?}", r.ports[0]);
+        // Maglev spread the connections over the four endpoints.
+        for l in &r.listeners {
+            assert!(l.accepted > 150, "{clients}: {:?}", r.listeners);
+        }
+        let created = |s: &serde_json::Value| s["events"]["ct_created"].as_u64().unwrap_or(0);
+        assert_eq!(
+            created(&after) - created(&before),
+            1500,
+            "{clients}: one tracked connection each"
+        );
+    }
     assert_eq!(lab.router_kernel_forwarded(), (0, 0));
 }
 

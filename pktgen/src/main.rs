@@ -32,9 +32,14 @@ enum Command {
 
 #[derive(Args)]
 struct TcpArgs {
-    /// The wire between the two sides: mem:loop[,loss=1%][,delay=100us][,...].
+    /// The client side's port: mem:loop[,loss=1%][,delay=100us][,...] (both
+    /// sides on it), or an interface (afpacket:IFACE, afxdp:IFACE).
     #[arg(long, conflicts_with = "dut")]
     port: Option<String>,
+    /// The server side's port, when --port is an interface (without it the
+    /// servers are real hosts past --port).
+    #[arg(long, conflicts_with = "dut")]
+    server_port: Option<String>,
     /// Or through Sluice in this process: 'service' (a ClusterIP Service with
     /// --endpoints endpoints; clients, servers and listeners are the lab's).
     #[arg(long)]
@@ -91,6 +96,12 @@ struct TcpArgs {
     client_mac: Option<String>,
     #[arg(long)]
     server_mac: Option<String>,
+    /// Where each side sends its frames when that is not the other side
+    /// (a router between them, e.g. Sluice's port MAC).
+    #[arg(long)]
+    client_next_hop: Option<String>,
+    #[arg(long)]
+    server_next_hop: Option<String>,
     /// Connections per smoltcp interface.
     #[arg(long, default_value_t = 8)]
     shard_size: usize,
@@ -145,7 +156,8 @@ impl StreamArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Where packets go: mem:loop[,loss=1%][,delay=100us][,cap=1mpps], mem:sink, pcap:out=FILE.
+    /// Where packets go: mem:loop[,loss=1%][,delay=100us][,cap=1mpps], mem:sink, pcap:out=FILE,
+    /// afpacket:IFACE, afxdp:IFACE[,native|skb][,zerocopy].
     #[arg(long)]
     port: String,
     /// Where packets come back (default: the port itself if it loops back).
@@ -385,6 +397,8 @@ fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
                 (a.listen.is_some(), "--listen"),
                 (a.client_mac.is_some(), "--client-mac"),
                 (a.server_mac.is_some(), "--server-mac"),
+                (a.client_next_hop.is_some(), "--client-next-hop"),
+                (a.server_next_hop.is_some(), "--server-next-hop"),
             ] {
                 if given {
                     return Err(format!(
@@ -403,12 +417,21 @@ fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
             return Err(format!("--dut: expected 'service', got {other:?}"));
         }
         (Some(p), None) => {
-            let PortSpec::Loop(link) = PortSpec::parse(p).map_err(|e| format!("--port: {e}"))?
-            else {
+            let client = PortSpec::parse(p).map_err(|e| format!("--port: {e}"))?;
+            if !(client.loops_back() || client.is_interface()) {
                 return Err(format!(
-                    "--port: {p:?} does not loop back; the TCP mode needs mem:loop[,...] (or --dut service)"
+                    "--port: {p:?} carries no TCP; give mem:loop[,...], afpacket:IFACE or afxdp:IFACE (or --dut service)"
                 ));
-            };
+            }
+            let server = a
+                .server_port
+                .as_deref()
+                .map(PortSpec::parse)
+                .transpose()
+                .map_err(|e| format!("--server-port: {e}"))?;
+            if server.as_ref().is_some_and(|s| !s.is_interface()) {
+                return Err("--server-port: give afpacket:IFACE or afxdp:IFACE".into());
+            }
             if a.ipv6 && (a.clients.is_none() || a.servers.is_none()) {
                 return Err("--ipv6: with --port, give IPv6 --clients and --servers".into());
             }
@@ -430,10 +453,23 @@ fn cmd_tcp(a: TcpArgs) -> Result<(), String> {
                 cfg.server_mac = tcp::parse_mac(m).map_err(|e| format!("--server-mac: {e}"))?;
                 cfg.client_next_hop = cfg.server_mac;
             }
+            if let Some(m) = &a.client_next_hop {
+                cfg.client_next_hop =
+                    tcp::parse_mac(m).map_err(|e| format!("--client-next-hop: {e}"))?;
+            }
+            if let Some(m) = &a.server_next_hop {
+                cfg.server_next_hop =
+                    tcp::parse_mac(m).map_err(|e| format!("--server-next-hop: {e}"))?;
+            }
             pin(a.core)?;
-            tcp::run_loopback(&cfg, &link, &mut live)?
+            tcp::run_ports(&cfg, &client, server.as_ref(), &mut live)?
         }
-        (None, None) => return Err("give --port mem:loop[,...] or --dut service".into()),
+        (None, None) => {
+            return Err(
+                "give --port mem:loop[,...], --port afpacket:IFACE [--server-port afpacket:IFACE] or --dut service"
+                    .into(),
+            )
+        }
     };
     if a.json {
         out!(

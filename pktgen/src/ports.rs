@@ -6,10 +6,14 @@
 //! | `mem:sink` | counts and frees everything (the dataplane's `MemPort::sink`) |
 //! | `pcap:out=FILE[,snaplen=N]` | writes every frame to a capture |
 //! | `pcap:in=FILE[,speed=X][,repeat]` | receives a capture's frames, at their recorded pace scaled by X (or as fast as possible without `speed`) |
+//! | `afpacket:IFACE[,v2]` | a Linux interface through memory-mapped AF_PACKET rings (the dataplane's `AfPacketPort`; promiscuous while open) |
+//! | `afxdp:IFACE[,native\|skb][,zerocopy][,ring=N]` | a Linux interface's queue 0 through an AF_XDP socket (the dataplane's `AfXdpPort`) |
 
 use crate::clock::Clock;
 use crate::link::{LinkConfig, LinkPort};
 use crate::rate::Rate;
+use sluice_dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, RxRingVersion};
+use sluice_dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, XdpAttach};
 use sluice_dataplane::io::mem::{MemPort, MemPortConfig};
 use sluice_dataplane::io::pcap::{PcapPort, PcapReadConfig, PcapWriteConfig, Timing};
 use sluice_dataplane::io::Port;
@@ -29,6 +33,18 @@ pub enum PortSpec {
         path: PathBuf,
         speed: Option<f64>,
         repeat: bool,
+    },
+    /// A Linux interface through AF_PACKET (TPACKET_V3 receive, or V2).
+    AfPacket {
+        iface: String,
+        v2: bool,
+    },
+    /// A Linux interface's queue 0 through AF_XDP.
+    AfXdp {
+        iface: String,
+        attach: XdpAttach,
+        zerocopy: bool,
+        ring: u32,
     },
 }
 
@@ -76,7 +92,7 @@ impl PortSpec {
     pub fn parse(text: &str) -> Result<PortSpec, String> {
         let err = |m: String| format!("port {text:?}: {m}");
         let (kind, rest) = text.split_once(':').ok_or_else(|| {
-            err("expected mem:loop, mem:sink, pcap:out=FILE or pcap:in=FILE".into())
+            err("expected mem:loop, mem:sink, pcap:out=FILE, pcap:in=FILE, afpacket:IFACE or afxdp:IFACE".into())
         })?;
         let mut parts = rest.split(',');
         let head = parts.next().unwrap_or("");
@@ -183,8 +199,61 @@ impl PortSpec {
                     repeat,
                 })
             }
+            ("afpacket" | "afxdp", "") => Err(err("name the interface, e.g. afpacket:eth1".into())),
+            ("afpacket", iface) => {
+                check_iface(iface).map_err(err)?;
+                let mut v2 = false;
+                for (k, _) in opts {
+                    match k {
+                        "v2" => v2 = true,
+                        "v3" => v2 = false,
+                        other => return Err(err(format!("unknown option {other:?} (v2, v3)"))),
+                    }
+                }
+                Ok(PortSpec::AfPacket {
+                    iface: iface.to_string(),
+                    v2,
+                })
+            }
+            ("afxdp", iface) => {
+                check_iface(iface).map_err(err)?;
+                let (mut attach, mut zerocopy, mut ring) = (XdpAttach::Auto, false, 2048u32);
+                for (k, v) in opts {
+                    match k {
+                        "native" => attach = XdpAttach::Native,
+                        "skb" | "generic" => attach = XdpAttach::Generic,
+                        "zerocopy" => zerocopy = true,
+                        "ring" => {
+                            ring = v
+                                .parse()
+                                .ok()
+                                .filter(|r: &u32| r.is_power_of_two() && (64..=32768).contains(r))
+                                .ok_or_else(|| {
+                                    err(format!(
+                                        "ring: expected a power of two from 64 to 32768, got {v:?}"
+                                    ))
+                                })?
+                        }
+                        other => {
+                            return Err(err(format!(
+                                "unknown option {other:?} (native, skb, zerocopy, ring)"
+                            )))
+                        }
+                    }
+                }
+                if zerocopy && attach == XdpAttach::Generic {
+                    return Err(err("zerocopy needs the native hook, not skb".into()));
+                }
+                Ok(PortSpec::AfXdp {
+                    iface: iface.to_string(),
+                    attach,
+                    zerocopy,
+                    ring,
+                })
+            }
             _ => Err(err(
-                "expected mem:loop[,...], mem:sink, pcap:out=FILE or pcap:in=FILE".into(),
+                "expected mem:loop[,...], mem:sink, pcap:out=FILE, pcap:in=FILE, afpacket:IFACE or afxdp:IFACE"
+                    .into(),
             )),
         }
     }
@@ -214,6 +283,36 @@ impl PortSpec {
                 },
             )
             .map_err(e)?,
+            PortSpec::AfPacket { iface, v2 } => AfPacketPort::open(
+                name,
+                iface,
+                AfPacketConfig {
+                    rx_version: if *v2 {
+                        RxRingVersion::V2
+                    } else {
+                        RxRingVersion::V3
+                    },
+                    ..AfPacketConfig::default()
+                },
+            )
+            .map_err(e)?,
+            PortSpec::AfXdp {
+                iface,
+                attach,
+                zerocopy,
+                ring,
+            } => AfXdpPort::open(
+                name,
+                iface,
+                AfXdpConfig {
+                    queues: 1,
+                    zerocopy: *zerocopy,
+                    attach: *attach,
+                    ring_size: *ring,
+                    ..AfXdpConfig::default()
+                },
+            )
+            .map_err(e)?,
         })
     }
 
@@ -221,6 +320,22 @@ impl PortSpec {
     pub fn loops_back(&self) -> bool {
         matches!(self, PortSpec::Loop(_))
     }
+
+    /// Whether this is a real interface (one port can both send and
+    /// receive, so a `--rx-port` naming the same one shares it).
+    pub fn is_interface(&self) -> bool {
+        matches!(self, PortSpec::AfPacket { .. } | PortSpec::AfXdp { .. })
+    }
+}
+
+/// An interface name as Linux takes it: 1 to 15 bytes, no `/`, no space.
+fn check_iface(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+        return Err(format!(
+            "{name:?} is not an interface name (1-15 characters, no '/', ':' or space)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -248,6 +363,34 @@ mod tests {
             .unwrap_err()
             .contains("unknown option"));
         assert!(PortSpec::parse("eth0").is_err());
+        assert_eq!(
+            PortSpec::parse("afpacket:veth0").unwrap(),
+            PortSpec::AfPacket {
+                iface: "veth0".into(),
+                v2: false
+            }
+        );
+        assert_eq!(
+            PortSpec::parse("afxdp:eth1,native,zerocopy,ring=4096").unwrap(),
+            PortSpec::AfXdp {
+                iface: "eth1".into(),
+                attach: XdpAttach::Native,
+                zerocopy: true,
+                ring: 4096
+            }
+        );
+        assert!(PortSpec::parse("afxdp:eth1,skb,zerocopy")
+            .unwrap_err()
+            .contains("zerocopy"));
+        assert!(PortSpec::parse("afxdp:eth1,ring=1000")
+            .unwrap_err()
+            .contains("ring"));
+        assert!(PortSpec::parse("afpacket:")
+            .unwrap_err()
+            .contains("interface"));
+        assert!(PortSpec::parse("afpacket:a-very-long-interface-name")
+            .unwrap_err()
+            .contains("not an interface name"));
         assert_eq!(parse_duration_ns("1.5ms").unwrap(), 1_500_000);
     }
 }

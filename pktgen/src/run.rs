@@ -312,6 +312,8 @@ pub fn run_ports(
     let port = tx_port.open("tx", clock)?;
     let mut tx = port.tx_queue(0).map_err(|e| e.to_string())?;
     let rx_owner = match rx_port {
+        // One interface both ways: the port that sends also receives.
+        Some(spec) if spec == tx_port && spec.is_interface() => Some(port.clone()),
         Some(spec) => Some(spec.open("rx", clock)?),
         None if tx_port.loops_back() => Some(port.clone()),
         None => None,

@@ -32,6 +32,7 @@ pub mod shard;
 use crate::clock::Clock;
 use crate::link::LinkConfig;
 use crate::measure::{LatencyHistogram, LatencyReport};
+use crate::ports::PortSpec;
 use client::{ClientCounts, ClientSide};
 use device::{
     announce, arp_answer, classify, na_answer, Addr, Frame, Io, IoCounters, SeqTracker, ACK, SYN,
@@ -808,23 +809,94 @@ pub fn run_loopback(
     link: &LinkConfig,
     progress: &mut dyn FnMut(&TcpProgress),
 ) -> Result<TcpReport, String> {
+    run_ports(cfg, &PortSpec::Loop(link.clone()), None, progress)
+}
+
+/// The client side on `client`'s port and the server side on `server`'s,
+/// or, without `server`, on the client's port too if it loops back, else
+/// nowhere (the servers are real hosts past the port). Ports that are
+/// real interfaces announce the generator's addresses first (when
+/// `cfg.announce`).
+pub fn run_ports(
+    cfg: &TcpConfig,
+    client: &PortSpec,
+    server: Option<&PortSpec>,
+    progress: &mut dyn FnMut(&TcpProgress),
+) -> Result<TcpReport, String> {
     cfg.validate()?;
+    if let Some(s) = server {
+        if s == client {
+            return Err("--server-port: must differ from --port (one port carries both sides only when it loops back)".into());
+        }
+        if s.loops_back() || client.loops_back() {
+            return Err("--server-port: a mem:loop port carries both sides by itself; give no --server-port".into());
+        }
+    }
     let clock = Clock::new();
-    let port = crate::link::LinkPort::new("tcp", link.clone(), clock).map_err(|e| e.to_string())?;
-    let port: Arc<dyn Port> = port;
+    let client_port = client.open(if server.is_some() { "client" } else { "tcp" }, clock)?;
+    let server = match server {
+        Some(s) => ServerAt::Port(s.open("server", clock)?),
+        None if client.loops_back() => ServerAt::ClientPort,
+        None => ServerAt::Elsewhere,
+    };
+    Ok(run_on_ports(
+        cfg,
+        client_port,
+        server,
+        cfg.announce && client.is_interface(),
+        clock,
+        progress,
+    ))
+}
+
+/// Where the server side runs.
+pub enum ServerAt {
+    /// On the client's port (which loops back).
+    ClientPort,
+    /// On a port of its own.
+    Port(Arc<dyn Port>),
+    /// Not here: the servers are real hosts past the client's port.
+    Elsewhere,
+}
+
+/// [`run_ports`] over ports already open (for example each opened in its
+/// own network namespace). `announce`: announce the sides' addresses on
+/// their ports first. The configuration must have been validated.
+pub fn run_on_ports(
+    cfg: &TcpConfig,
+    client: Arc<dyn Port>,
+    server: ServerAt,
+    announce: bool,
+    clock: Clock,
+    progress: &mut dyn FnMut(&TcpProgress),
+) -> TcpReport {
     let pool = PacketPool::new("pktgen-tcp", cfg.pool_size.max(4 * BURST_SIZE as u32));
-    let io = Io::new(
-        port.rx_queue(0).map_err(|e| e.to_string())?,
-        port.tx_queue(0).map_err(|e| e.to_string())?,
-        pool.cache(4 * BURST_SIZE),
-    );
+    let io = |port: &Arc<dyn Port>| -> Io {
+        Io::new(
+            port.rx_queue(0)
+                .expect("queue 0 of a port the generator opened"),
+            port.tx_queue(0)
+                .expect("queue 0 of a port the generator opened"),
+            pool.cache(4 * BURST_SIZE),
+        )
+    };
     let shards = cfg.shards();
-    let mut stacks = [Stack::new(
-        io,
-        Some(ClientSide::new(cfg, shards, cfg.seed)),
-        Some(ServerSide::new(cfg, shards, cfg.seed)),
-    )];
-    Ok(run(&mut stacks, cfg, clock, progress))
+    let client_side = Some(ClientSide::new(cfg, shards, cfg.seed));
+    let server_side = || Some(ServerSide::new(cfg, shards, cfg.seed));
+    let mut stacks = match &server {
+        ServerAt::Port(s) => vec![
+            Stack::new(io(&client), client_side, None),
+            Stack::new(io(s), None, server_side()),
+        ],
+        ServerAt::ClientPort => vec![Stack::new(io(&client), client_side, server_side())],
+        ServerAt::Elsewhere => vec![Stack::new(io(&client), client_side, None)],
+    };
+    if announce {
+        for st in &mut stacks {
+            st.announce();
+        }
+    }
+    run(&mut stacks, cfg, clock, progress)
 }
 
 /// The human form of a report.
