@@ -229,8 +229,8 @@ pub struct ServiceCompiler {
     node_port_addrs: Vec<IpAddr>,
     ports: BTreeMap<PortId, PortEntry>,
     by_service: HashMap<ServiceKey, Vec<PortId>>,
-    addr_users: HashMap<(Protocol, IpAddr, u16), BTreeSet<PortId>>,
-    node_port_users: HashMap<(IpFamily, Protocol, u16), BTreeSet<PortId>>,
+    addr_users: HashMap<(Protocol, IpAddr, u16), Users>,
+    node_port_users: HashMap<(IpFamily, Protocol, u16), Users>,
     slices_of: HashMap<ServiceKey, BTreeSet<String>>,
     slice_owner: HashMap<(String, String), ServiceKey>,
     rings: HashMap<RingKey, (Arc<ServiceRing>, u32)>,
@@ -239,6 +239,38 @@ pub struct ServiceCompiler {
     reusable: HashMap<RingKey, Arc<ServiceRing>>,
     next_id: u32,
     table: ServiceTable,
+}
+
+/// The ports that use one front-end key, in order: a sorted vector, since
+/// nearly every key has one user (a tree node each would cost a kilobyte).
+#[derive(Debug, Clone, Default)]
+struct Users(Vec<PortId>);
+
+impl Users {
+    fn insert(&mut self, p: PortId) {
+        if let Err(i) = self.0.binary_search(&p) {
+            self.0.insert(i, p);
+        }
+    }
+
+    fn remove(&mut self, p: &PortId) {
+        if let Ok(i) = self.0.binary_search(p) {
+            self.0.remove(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Users {
+    type Item = &'a PortId;
+    type IntoIter = std::slice::Iter<'a, PortId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 fn namespace_or_default(ns: Option<&str>) -> String {
@@ -643,7 +675,7 @@ impl ServiceCompiler {
     /// The ports `key`'s outcome depends on, in [`super::ServiceSet`]
     /// order, and whether any of them holds the key itself.
     fn candidates(&self, key: &FrontendKey) -> (Vec<&PortEntry>, bool) {
-        let mut ids: BTreeSet<&PortId> = BTreeSet::new();
+        let mut ids: Vec<&PortId> = Vec::new();
         let own = match *key {
             FrontendKey::Address {
                 protocol,
@@ -670,6 +702,8 @@ impl ServiceCompiler {
                 own.is_some()
             }
         };
+        ids.sort_unstable();
+        ids.dedup();
         let entries = ids.into_iter().filter_map(|p| self.ports.get(p)).collect();
         (entries, own)
     }

@@ -275,7 +275,11 @@ fn endpoints_for(
 ) -> Vec<EndpointView> {
     let mut slices: Vec<&EndpointSlice> = slices.to_vec();
     slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut by_addr: BTreeMap<SocketAddr, EndpointView> = BTreeMap::new();
+    // Every candidate in slice order, then a stable sort by address: each
+    // address's candidates stay in the order they were read, and one pass
+    // picks the winner of each (no map: a Service's few endpoints cost one
+    // vector).
+    let mut all: Vec<EndpointView> = Vec::new();
     for slice in slices {
         if slice.address_type != family.as_str() {
             continue;
@@ -289,21 +293,29 @@ fn endpoints_for(
             let Some(port) = port_u16(p.port) else {
                 continue;
             };
-            for ep in slice.endpoints.iter().flatten() {
-                let Some(view) = EndpointView::from_slice_endpoint(ep, port, family) else {
-                    continue;
-                };
-                let replace = match by_addr.get(&view.addr) {
-                    None => true,
-                    Some(_) => !view.terminating,
-                };
-                if replace {
-                    by_addr.insert(view.addr, view);
-                }
-            }
+            all.extend(
+                slice
+                    .endpoints
+                    .iter()
+                    .flatten()
+                    .filter_map(|ep| EndpointView::from_slice_endpoint(ep, port, family)),
+            );
         }
     }
-    by_addr.into_values().collect()
+    all.sort_by_key(|v| v.addr);
+    let mut out: Vec<EndpointView> = Vec::with_capacity(all.len());
+    for view in all {
+        match out.last_mut() {
+            // A later one replaces the first unless it is terminating.
+            Some(last) if last.addr == view.addr => {
+                if !view.terminating {
+                    *last = view;
+                }
+            }
+            _ => out.push(view),
+        }
+    }
+    out
 }
 
 /// The views of one Service, one per port and family it is proxied in
