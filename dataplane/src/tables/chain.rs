@@ -705,7 +705,13 @@ impl ChainTable {
         for c in self.chains() {
             for h in c.first as usize..c.first as usize + c.len as usize {
                 let hop = &self.hops()[h];
-                let kinds: Vec<&str> = hop.candidates.iter().map(Function::kind).collect();
+                let mut kinds: Vec<&str> = Vec::new();
+                for k in hop.candidates.iter().map(Function::kind) {
+                    // A candidate in several slots (a weight) is one kind.
+                    if !kinds.contains(&k) {
+                        kinds.push(k);
+                    }
+                }
                 out.push((
                     c.name.clone(),
                     hop.name.clone(),
@@ -1030,8 +1036,31 @@ mod tests {
         twice.hops[0].candidates = vec![external(4, 5)].into();
         let e = ChainTable::build(twice, Arc::default()).unwrap_err();
         assert!(e.0.contains("port 4 already joins another hop"), "{e}");
-        let mut one_armed = parts;
+        let mut one_armed = parts.clone();
         one_armed.hops[1].candidates = vec![external(3, 3)].into();
         assert!(ChainTable::build(one_armed, Arc::default()).is_err());
+        // One function in several slots of its hop (a weight) is one hop.
+        let mut weighted = parts.clone();
+        weighted.hops[1].candidates = vec![external(3, 4), external(3, 4), external(5, 6)].into();
+        let t = ChainTable::build(weighted, Arc::default()).unwrap();
+        assert_eq!(t.port_hop(6).unwrap().position, 1);
+        assert!(!t.makes_copies());
+        // A mirror may not send into a function's port.
+        let mirror = |port| {
+            Function::Mirror(Mirror {
+                port,
+                forward: true,
+                reverse: true,
+            })
+        };
+        let mut into_cnf = parts.clone();
+        into_cnf.hops[0].candidates = vec![mirror(3)].into();
+        let e = ChainTable::build(into_cnf, Arc::default()).unwrap_err();
+        assert!(e.0.contains("mirror port 3"), "{e}");
+        let mut span = parts;
+        span.hops[0].candidates = vec![mirror(7)].into();
+        let t = ChainTable::build(span, Arc::default()).unwrap();
+        assert!(t.makes_copies());
+        assert_eq!(t.counts()[0].2, "mirror");
     }
 }
