@@ -199,7 +199,8 @@ spec:
     )
 }
 
-/// How many of 4096 client addresses each NAT took (a, b, neither).
+/// How many of 4096 clients (addresses scattered over 10.0.0.0/16) each
+/// NAT took (a, b, neither).
 fn shares(a: Option<u32>, b: Option<u32>) -> (usize, usize, usize) {
     let ctx = NodeContext {
         ports: ["p0", "p1"]
@@ -216,7 +217,9 @@ fn shares(a: Option<u32>, b: Option<u32>) -> (usize, usize, usize) {
     let mut h = Harness::new(tables, service_pipeline(&ServiceConfig::default()));
     let frames: Vec<(u16, Vec<u8>)> = (0..4096u32)
         .map(|i| {
-            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i);
+            // Scattered over the /16, not consecutive.
+            let host = (i.wrapping_mul(0x2545_f491) >> 9 ^ i.wrapping_mul(40503)) & 0xffff;
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + host);
             (
                 0,
                 PacketBuilder::new([2, 0, 0, 0, 0xc0, 1], mac)
@@ -240,6 +243,7 @@ fn shares(a: Option<u32>, b: Option<u32>) -> (usize, usize, usize) {
 #[test]
 fn route_weights_share_clients_in_proportion() {
     let (a, b, none) = shares(Some(1), Some(3));
+    eprintln!("weights 1 and 3: {a} and {b} of 4096 client addresses");
     assert_eq!(none, 0);
     // 25% / 75% of 4096 is 1024 / 3072; a hash over addresses is within a
     // few percent.
@@ -272,4 +276,41 @@ fn slot_tables_stay_small_and_proportional() {
     assert!(big[0] >= big[2] && big[0] <= 32, "{big:?}");
     assert_eq!(route_weight(None), 1);
     assert_eq!(route_weight(Some(0)), 0);
+}
+
+#[test]
+fn weighted_external_endpoints_fill_slots_of_one_hop() {
+    let ctx = NodeContext {
+        ports: ["p0", "a-in", "a-out", "b-in", "b-out"]
+            .iter()
+            .map(|n| PortDecl {
+                name: n.to_string(),
+                backend: format!("mem:{n}"),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut yaml = String::new();
+    for (i, n) in ["a-in", "a-out", "b-in", "b-out"].iter().enumerate() {
+        yaml.push_str(&format!(
+            "apiVersion: sluice.dev/v1\nkind: Interface\nmetadata: {{name: {n}}}\nspec: {{backend: \"mem:{n}\", mac: \"02:00:00:00:01:0{i}\"}}\n---\n"
+        ));
+    }
+    for e in ["a", "b"] {
+        yaml.push_str(&format!(
+            "apiVersion: sluice.dev/v1\nkind: NetworkServiceEndpoint\nmetadata: {{name: cnf-{e}}}\nspec: {{networkServiceNames: [x], networkServiceLabels: {{x: {{labels: {{app: {e}}}}}}}, interfaces: {{ingress: {e}-in, egress: {e}-out}}}}\n---\n"
+        ));
+    }
+    yaml.push_str(
+        "apiVersion: sluice.dev/v1\nkind: NetworkService\nmetadata: {name: x}\nspec:\n  matches:\n  - routes: [{destinationSelector: {app: a}, weight: 1}, {destinationSelector: {app: b}, weight: 2}]\n  steering: [{source: [10.0.0.0/16]}]\n",
+    );
+    let t = compile(&state(&yaml), &ctx).unwrap().chains;
+    assert_eq!(t.hops().len(), 1);
+    assert_eq!(t.hops()[0].name, "cnf-a,cnf-b");
+    assert_eq!(t.hops()[0].candidates.len(), 3, "a once, b twice");
+    assert_eq!(t.counts()[0].2, "external");
+    // Both functions' ports still name the hop.
+    for port in 1..=4 {
+        assert_eq!(t.port_hop(port).map(|p| p.position), Some(0), "port {port}");
+    }
 }
