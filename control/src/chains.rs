@@ -36,15 +36,16 @@
 
 use crate::compile::CompileError;
 use crate::model::sluice::{
-    chain_protocol, BuiltinFunction, FailureMode, FirewallAction, Labels, Match,
-    NetworkServiceEndpoint, NetworkServiceSpec, PortSpec, Steering,
+    chain_protocol, BuiltinFunction, FailureMode, FirewallAction, Labels, Match, MirrorDirection,
+    MirrorSpec, NetworkServiceEndpoint, NetworkServiceSpec, PortSpec, Steering,
 };
 use crate::model::{DesiredState, Kind, Object, Selector};
 use ipnet::IpNet;
 use sluice_dataplane::tables::bandwidth::{Limiter, Mode};
 use sluice_dataplane::tables::chain::{
     Chain, ChainParts, ChainTable, Classifier, Direction, External, FailMode, Firewall,
-    FirewallRule, Function, Hop, LbBackend, LoadBalancer, Netmap, PortRange, Prefix, TupleMatch,
+    FirewallRule, Function, Hop, LbBackend, LoadBalancer, Mirror, Netmap, PortRange, Prefix,
+    TupleMatch,
 };
 use sluice_dataplane::tables::{PortId, Tables};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -148,8 +149,24 @@ pub fn match_endpoints<'a>(
     spec: &NetworkServiceSpec,
     endpoints: &[&'a NetworkServiceEndpoint],
 ) -> Vec<&'a NetworkServiceEndpoint> {
+    match_endpoints_weighted(client, service, spec, endpoints)
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect()
+}
+
+/// [`match_endpoints`] with the weight of the route that selected each
+/// candidate ([`route_weight`]; 1 where no route did: no matches, or
+/// metadata only).
+pub fn match_endpoints_weighted<'a>(
+    client: &Labels,
+    service: &str,
+    spec: &NetworkServiceSpec,
+    endpoints: &[&'a NetworkServiceEndpoint],
+) -> Vec<(&'a NetworkServiceEndpoint, u32)> {
+    let every = || endpoints.iter().map(|e| (*e, 1)).collect();
     if spec.matches.is_empty() {
-        return endpoints.to_vec();
+        return every();
     }
     let empty = Labels::new();
     for m in &spec.matches {
@@ -161,7 +178,7 @@ pub fn match_endpoints<'a>(
             for e in endpoints {
                 let labels = service_labels(e, service).unwrap_or(&empty);
                 if is_subset(labels, &route.destination_selector, client) {
-                    candidates.push(*e);
+                    candidates.push((*e, route_weight(route.weight)));
                 }
             }
         }
@@ -169,11 +186,59 @@ pub fn match_endpoints<'a>(
             continue;
         }
         if has_metadata_only(m) && candidates.is_empty() {
-            return endpoints.to_vec();
+            return every();
         }
         return candidates;
     }
     Vec::new()
+}
+
+/// A route's weight as Sluice uses it. NSM's API carries `weight`
+/// (`uint32`, so 0 when unset) and its SDK never reads it; here an absent
+/// weight is 1 (equal shares, what NSM does) and an explicit 0 gives the
+/// route's endpoints no clients (as Gateway API and Kuma route weights do).
+pub fn route_weight(w: Option<u32>) -> u32 {
+    w.unwrap_or(1)
+}
+
+/// The most slots a hop's candidate table has (see [`slot_counts`]).
+pub const MAX_SLOTS: u64 = 64;
+
+/// How many slots of a hop's table each candidate fills, from the
+/// candidates' weights: the weights divided by their greatest common
+/// divisor, scaled down when they add up to more than [`MAX_SLOTS`] (a
+/// candidate with a positive weight keeps at least one slot). Weight 0:
+/// no slot.
+pub fn slot_counts(weights: &[u32]) -> Vec<u64> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let g = weights
+        .iter()
+        .filter(|w| **w > 0)
+        .fold(0u64, |g, w| gcd(g, *w as u64));
+    if g == 0 {
+        return vec![0; weights.len()];
+    }
+    let reduced: Vec<u64> = weights.iter().map(|w| *w as u64 / g).collect();
+    let total: u64 = reduced.iter().sum();
+    if total <= MAX_SLOTS {
+        return reduced;
+    }
+    reduced
+        .iter()
+        .map(|w| {
+            if *w == 0 {
+                0
+            } else {
+                (w * MAX_SLOTS / total).max(1)
+            }
+        })
+        .collect()
 }
 
 fn has_metadata_only(m: &Match) -> bool {
@@ -189,23 +254,49 @@ pub fn walk<'a>(
     spec: &NetworkServiceSpec,
     endpoints: &[&'a NetworkServiceEndpoint],
 ) -> Vec<Vec<&'a NetworkServiceEndpoint>> {
-    let mut hops: Vec<Vec<&NetworkServiceEndpoint>> = Vec::new();
+    walk_weighted(client, service, spec, endpoints)
+        .into_iter()
+        .map(|h| h.into_iter().map(|(e, _)| e).collect())
+        .collect()
+}
+
+/// [`walk`] with each candidate's weight: the weights of the routes that
+/// selected it, added up (NSM lists an endpoint that two routes select
+/// twice).
+pub fn walk_weighted<'a>(
+    client: &Labels,
+    service: &str,
+    spec: &NetworkServiceSpec,
+    endpoints: &[&'a NetworkServiceEndpoint],
+) -> Vec<Vec<(&'a NetworkServiceEndpoint, u32)>> {
+    let mut hops: Vec<Vec<(&NetworkServiceEndpoint, u32)>> = Vec::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut labels = client.clone();
     let empty = Labels::new();
+    let name = |e: &NetworkServiceEndpoint| e.metadata.name.clone().unwrap_or_default();
     while hops.len() < MAX_HOPS {
-        let mut cands = match_endpoints(&labels, service, spec, endpoints);
-        let mut names = BTreeSet::new();
-        cands.retain(|e| names.insert(e.metadata.name.as_deref().unwrap_or_default()));
+        let mut cands: Vec<(&NetworkServiceEndpoint, u32)> = Vec::new();
+        for (e, w) in match_endpoints_weighted(&labels, service, spec, endpoints) {
+            match cands.iter_mut().find(|(c, _)| name(c) == name(e)) {
+                Some((_, cw)) => *cw = cw.saturating_add(w),
+                None => cands.push((e, w)),
+            }
+        }
         if cands.is_empty()
             || cands
                 .iter()
-                .any(|e| seen.contains(e.metadata.name.as_deref().unwrap_or_default()))
+                .any(|(e, _)| seen.contains(e.metadata.name.as_deref().unwrap_or_default()))
         {
             break;
         }
-        seen.extend(names);
-        labels = service_labels(cands[0], service).unwrap_or(&empty).clone();
+        seen.extend(
+            cands
+                .iter()
+                .map(|(e, _)| e.metadata.name.as_deref().unwrap_or_default()),
+        );
+        labels = service_labels(cands[0].0, service)
+            .unwrap_or(&empty)
+            .clone();
         hops.push(cands);
     }
     hops
@@ -312,8 +403,8 @@ pub struct ChainCompiler {
 struct Draft {
     name: String,
     fail: FailMode,
-    /// Endpoint names per hop (empty: the hop is down).
-    hops: Vec<Vec<String>>,
+    /// Endpoint names and weights per hop (empty: the hop is down).
+    hops: Vec<Vec<(String, u32)>>,
     forward: Vec<(Option<u16>, Option<PortId>, TupleMatch)>,
     /// Per steering rule, what its replies look like: sources (the rule's
     /// destinations and ports), destinations (its sources), protocol.
@@ -343,6 +434,7 @@ impl ChainCompiler {
                 endpoints.insert(so.object.name(), e);
             }
         }
+        check_mirror_ports(&endpoints)?;
         let mut drafts: Vec<Draft> = Vec::new();
         // Chains, by name.
         for so in state.list(Kind::Chain, None, None).unwrap_or_default() {
@@ -351,7 +443,12 @@ impl ChainCompiler {
             };
             let name = so.object.name();
             let object = format!("Chain {name}");
-            let hops = c.spec.endpoints.iter().map(|e| vec![e.clone()]).collect();
+            let hops = c
+                .spec
+                .endpoints
+                .iter()
+                .map(|e| vec![(e.clone(), 1)])
+                .collect();
             let mut d = self.draft(format!("chain/{name}"), c.spec.failure_mode, hops);
             for (i, st) in c.spec.steering.iter().enumerate() {
                 steer(&mut d, st, &[], base, &object, i)?;
@@ -374,7 +471,7 @@ impl ChainCompiler {
                 .copied()
                 .filter(|e| e.spec.network_service_names.iter().any(|n| n == name))
                 .collect();
-            let mut by_hops: BTreeMap<Vec<Vec<String>>, usize> = BTreeMap::new();
+            let mut by_hops: BTreeMap<Vec<Vec<(String, u32)>>, usize> = BTreeMap::new();
             let mut mine: Vec<Draft> = Vec::new();
             for (i, st) in ns.spec.steering.iter().enumerate() {
                 // (client labels, its source addresses)
@@ -415,14 +512,15 @@ impl ChainCompiler {
                     }
                 };
                 for (labels, sources) in clients {
-                    let hops: Vec<Vec<String>> = walk(&labels, name, &ns.spec, &offering)
-                        .into_iter()
-                        .map(|h| {
-                            h.iter()
-                                .map(|e| e.metadata.name.clone().unwrap_or_default())
-                                .collect()
-                        })
-                        .collect();
+                    let hops: Vec<Vec<(String, u32)>> =
+                        walk_weighted(&labels, name, &ns.spec, &offering)
+                            .into_iter()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|(e, w)| (e.metadata.name.clone().unwrap_or_default(), *w))
+                                    .collect()
+                            })
+                            .collect();
                     let hops = if hops.is_empty() {
                         vec![Vec::new()]
                     } else {
@@ -446,7 +544,7 @@ impl ChainCompiler {
         self.build(drafts, &endpoints, base)
     }
 
-    fn draft(&self, name: String, mode: FailureMode, hops: Vec<Vec<String>>) -> Draft {
+    fn draft(&self, name: String, mode: FailureMode, hops: Vec<Vec<(String, u32)>>) -> Draft {
         Draft {
             name,
             fail: match mode {
@@ -477,7 +575,8 @@ impl ChainCompiler {
             let mut outsides: Vec<Prefix> = Vec::new();
             for names in &d.hops {
                 let mut candidates = Vec::new();
-                for n in names {
+                let slots = slot_counts(&names.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+                for ((n, _), slots) in names.iter().zip(slots) {
                     let object = format!("NetworkServiceEndpoint {n}");
                     let e = endpoints.get(n.as_str()).ok_or_else(|| {
                         err(
@@ -513,16 +612,22 @@ impl ChainCompiler {
                     if let Function::Nat(nat) = &f {
                         outsides.push(nat.outside);
                     }
-                    // Not ready: matched, but not used.
+                    // Not ready: matched, but not used. Weight 0: no slot.
                     if e.spec.ready {
-                        candidates.push(f);
+                        for _ in 0..slots {
+                            candidates.push(f.clone());
+                        }
                     }
                 }
                 parts.hops.push(Hop {
                     name: if names.is_empty() {
                         "(no endpoint)".to_string()
                     } else {
-                        names.join(",")
+                        names
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     },
                     candidates: candidates.into(),
                 });
@@ -688,6 +793,9 @@ impl ChainCompiler {
                 outside: prefix(&n.outside),
             }));
         }
+        if let Some(m) = &f.mirror {
+            return mirror(m, object, base);
+        }
         if let Some(p) = &f.police {
             let name = e.metadata.name.clone().unwrap_or_default();
             let fresh = Limiter::new(p.rate, p.burst, Mode::Police);
@@ -700,6 +808,56 @@ impl ChainCompiler {
         }
         Err(err(object, "spec.function", "no function set"))
     }
+}
+
+/// A mirror hop: its port must exist and must not be one of an external
+/// endpoint's interfaces (checked by [`check_mirror_ports`]).
+fn mirror(m: &MirrorSpec, object: &str, base: &Tables) -> Result<Function, CompileError> {
+    let field = "spec.function.mirror.interface";
+    let port = base
+        .ports
+        .iter()
+        .position(|p| p.name == m.interface)
+        .ok_or_else(|| {
+            err(
+                object,
+                field,
+                format!("this node has no port named {:?}", m.interface),
+            )
+        })?;
+    Ok(Function::Mirror(Mirror {
+        port: port as PortId,
+        forward: m.direction != MirrorDirection::Reverse,
+        reverse: m.direction != MirrorDirection::Forward,
+    }))
+}
+
+/// Refuses a mirror whose interface joins an external endpoint: a copy
+/// sent there would come back as if the function had forwarded it.
+fn check_mirror_ports(
+    endpoints: &BTreeMap<&str, &NetworkServiceEndpoint>,
+) -> Result<(), CompileError> {
+    for (name, e) in endpoints {
+        let Some(m) = e.spec.function.as_ref().and_then(|f| f.mirror.as_ref()) else {
+            continue;
+        };
+        for (other, x) in endpoints {
+            let Some(x) = &x.spec.interfaces else {
+                continue;
+            };
+            if x.ingress == m.interface || x.egress == m.interface {
+                return Err(err(
+                    format!("NetworkServiceEndpoint {name}"),
+                    "spec.function.mirror.interface",
+                    format!(
+                        "{:?} is an interface of the external endpoint {other:?}; a mirror needs a port of its own",
+                        m.interface
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adds a steering rule's classifiers to a draft. `sources` are the

@@ -325,6 +325,14 @@ pub fn chains_text(rows: &[pb::ChainHop]) -> String {
                 format!("{}/{}", h.reverse_packets, h.reverse_bytes),
                 h.dropped.to_string(),
                 h.skipped.to_string(),
+                if h.function.split(',').any(|f| f == "mirror") {
+                    format!(
+                        "{}/{} ({} dropped)",
+                        h.mirrored, h.mirrored_bytes, h.mirror_dropped
+                    )
+                } else {
+                    "-".to_string()
+                },
             ]
         })
         .collect();
@@ -337,6 +345,7 @@ pub fn chains_text(rows: &[pb::ChainHop]) -> String {
             "REVERSE-PKTS/BYTES",
             "DROPPED",
             "SKIPPED",
+            "MIRRORED-PKTS/BYTES",
         ],
         &rows,
     )

@@ -12,6 +12,16 @@
 //! 3. flushes partial batches when the drain timer fires or the queues were
 //!    idle, so a lone packet waits at most `drain` (100 µs by default).
 //!
+//! Copies (port mirroring; see [`crate::stages::Copies`]): while the tables
+//! hold a function that copies packets, the worker keeps up to
+//! [`COPY_CAPACITY`] free buffers from its pool cache in the burst's side
+//! output, topping them up before each burst (a pop from the cache per
+//! buffer used, nothing when none was). After the burst's own packets are
+//! placed, the copies go out on their ports at once, a `tx_burst` per run
+//! of copies to one port; a copy the queue does not take is freed, counted
+//! (`copy_tx_full`) and reported to the stage that made it
+//! ([`Stage::copies_not_sent`]).
+//!
 //! [`Worker::poll`] is the loop's body and takes the time as an argument, so
 //! tests drive a worker deterministically; [`spawn`] runs it on a pinned
 //! thread until stopped, yielding the core once every 64 empty polls in a
@@ -25,11 +35,12 @@ use crate::buf::{Batch, Packet, PacketPool, PoolCache, BURST_SIZE};
 use crate::defer::DeferQueue;
 use crate::io::{RxQueue, TxQueue};
 use crate::stages::slowpath::SlowPath;
-use crate::stages::{Action, Burst, Context, Stage};
+use crate::stages::{Action, Burst, Context, Copies, CopyTag, Stage, COPY_CAPACITY};
 use crate::state::neighbour::NeighbourCache;
 use crate::stats::{DropReason, Event, WorkerStats};
 use crate::tables::cell::{TableCell, TableReader};
 use crate::tables::PortId;
+use arrayvec::ArrayVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -105,6 +116,18 @@ pub struct Worker<P: Stage> {
     last_poll_busy: bool,
     handoff: Handoff,
     deferred: DeferQueue,
+    /// Free buffers to keep in the burst's side output: [`COPY_CAPACITY`]
+    /// while the tables copy packets, else 0.
+    copy_reserve: usize,
+}
+
+/// How many free buffers a worker keeps ready for copies under `t`.
+fn copy_reserve(t: &crate::tables::Tables) -> usize {
+    if t.chains.makes_copies() {
+        COPY_CAPACITY
+    } else {
+        0
+    }
 }
 
 impl<P: Stage> Worker<P> {
@@ -113,6 +136,7 @@ impl<P: Stage> Worker<P> {
         let stats = Arc::new(WorkerStats::default());
         stats.set_generation(reader.generation());
         let slow = SlowPath::new(reader.tables());
+        let reserve = copy_reserve(reader.tables());
         let ports = spec.tx.len();
         Worker {
             id: spec.id,
@@ -132,6 +156,7 @@ impl<P: Stage> Worker<P> {
             last_poll_busy: false,
             handoff: spec.handoff,
             deferred: DeferQueue::new(DEFER_CAPACITY),
+            copy_reserve: reserve,
         }
     }
 
@@ -147,6 +172,12 @@ impl<P: Stage> Worker<P> {
             self.stats.event(Event::TablesSwapped);
             self.stats.set_generation(self.reader.generation());
             self.slow.on_tables(self.reader.tables());
+            self.copy_reserve = copy_reserve(self.reader.tables());
+            if self.copy_reserve == 0 {
+                for p in self.burst.copies.take_spares() {
+                    self.cache.free(p);
+                }
+            }
         }
         let mut received = 0;
         let mut bursts = 0;
@@ -225,6 +256,19 @@ impl<P: Stage> Worker<P> {
     fn process_burst(&mut self, now_ns: u64, from_port: bool) {
         let burst = &mut *self.burst;
         burst.reset_actions();
+        while burst.copies.spares() < self.copy_reserve {
+            match self.cache.alloc() {
+                Some(p) => {
+                    if let Err(p) = burst.copies.add_spare(p) {
+                        self.cache.free(p);
+                        break;
+                    }
+                }
+                // The pool is empty: the copies this burst cannot make are
+                // counted by the stages that wanted them.
+                None => break,
+            }
+        }
         if from_port {
             // A queue belongs to one port, so the whole burst shares rx_port.
             self.stats
@@ -292,6 +336,19 @@ impl<P: Stage> Worker<P> {
                 }
             }
         }
+        if burst.copies.pending() != 0 {
+            let mut failed = ArrayVec::<CopyTag, COPY_CAPACITY>::new();
+            send_copies(
+                &mut burst.copies,
+                &mut self.tx,
+                &mut self.cache,
+                &self.stats,
+                &mut failed,
+            );
+            if !failed.is_empty() {
+                self.pipeline.copies_not_sent(&cx, &failed);
+            }
+        }
     }
 
     /// Sends every partial batch.
@@ -313,6 +370,9 @@ impl<P: Stage> Worker<P> {
 
     /// Stops cleanly: sends what is pending and returns the packets it holds.
     pub fn shutdown(mut self) {
+        for p in self.burst.copies.take_spares() {
+            self.cache.free(p);
+        }
         let cache = &mut self.cache;
         self.deferred.drain(&mut |_, pkt| cache.free(pkt));
         self.flush_all();
@@ -366,6 +426,52 @@ impl Output<'_> {
                 .drops_n(DropReason::TxFull, (total - sent) as u64);
             cache.free_batch(batch);
         }
+    }
+}
+
+/// Sends a burst's copies: a `tx_burst` per run of copies to one port.
+/// The tags of those the port did not take go to `failed`.
+fn send_copies(
+    copies: &mut Copies,
+    tx: &mut [Option<Box<dyn TxQueue>>],
+    cache: &mut PoolCache,
+    stats: &WorkerStats,
+    failed: &mut ArrayVec<CopyTag, COPY_CAPACITY>,
+) {
+    let mut batch = Batch::new();
+    let mut tags = ArrayVec::<CopyTag, BURST_SIZE>::new();
+    let mut port: PortId = 0;
+    let mut flush = |port: PortId,
+                     batch: &mut Batch,
+                     tags: &mut ArrayVec<CopyTag, BURST_SIZE>,
+                     cache: &mut PoolCache| {
+        let total = batch.len();
+        let sent = match tx.get_mut(port as usize) {
+            Some(Some(q)) => q.tx_burst(batch, cache),
+            _ => 0,
+        };
+        stats.tx(port, sent as u64);
+        stats.events_n(Event::CopySent, sent as u64);
+        if sent < total {
+            // The queue takes from the front: what is left is the tail.
+            stats.drops_n(DropReason::CopyTxFull, (total - sent) as u64);
+            for t in &tags[sent..] {
+                let _ = failed.try_push(*t);
+            }
+            cache.free_batch(batch);
+        }
+        tags.clear();
+    };
+    for c in copies.drain() {
+        if !batch.is_empty() && (c.port != port || batch.is_full()) {
+            flush(port, &mut batch, &mut tags, cache);
+        }
+        port = c.port;
+        batch.push(c.pkt);
+        tags.push(c.tag);
+    }
+    if !batch.is_empty() {
+        flush(port, &mut batch, &mut tags, cache);
     }
 }
 

@@ -12,7 +12,11 @@
 //! * `counter`: counts only;
 //! * `nat`: a 1:1 prefix NAT of the source (10.0.0.0/24 to 10.0.0.0/24,
 //!   so every hop rewrites the address and both checksums and the traffic
-//!   stays the same).
+//!   stays the same);
+//! * `mirror`: a port mirror: every packet is copied (a buffer from the
+//!   worker's pool and a `memcpy`) and the copy sent to a third in-memory
+//!   sink port. A burst may make two copies per packet, so use at most two
+//!   mirror hops (`--hops 1,2`); `forwarded` counts the copies too.
 //!
 //! The report gives each configuration's Mpps per core and ns per packet,
 //! the cost of steering plus one hop (`hops = 1` minus no chain) and the
@@ -29,7 +33,7 @@ use sluice_dataplane::stages::service::ServiceConfig;
 use sluice_dataplane::stages::service_pipeline;
 use sluice_dataplane::tables::chain::{
     Chain, ChainParts, ChainTable, Classifier, Direction, FailMode, Firewall, FirewallRule,
-    Function, Hop, Netmap, PortRange, Prefix, TupleMatch,
+    Function, Hop, Mirror, Netmap, PortRange, Prefix, TupleMatch,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +43,7 @@ pub struct ChainParams {
     /// Hop counts to measure (each against no chain at all).
     #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
     pub hops: Vec<usize>,
-    /// firewall, counter or nat.
+    /// firewall, counter, nat or mirror.
     #[arg(long, default_value = "firewall")]
     pub hop_kind: String,
 }
@@ -106,13 +110,21 @@ fn function(kind: &str) -> Result<Function, String> {
             inside: net24([10, 0, 0, 0]),
             outside: net24([10, 0, 0, 0]),
         }),
+        "mirror" => Function::Mirror(Mirror {
+            port: MIRROR_PORT,
+            forward: true,
+            reverse: true,
+        }),
         other => {
             return Err(format!(
-                "--hop-kind {other:?}: expected firewall, counter or nat"
+                "--hop-kind {other:?}: expected firewall, counter, nat or mirror"
             ))
         }
     })
 }
+
+/// The sink port the `mirror` hop kind copies to.
+const MIRROR_PORT: u16 = 2;
 
 fn chain_table(hops: usize, kind: &str) -> Result<ChainTable, String> {
     if hops == 0 {
@@ -159,7 +171,7 @@ fn one(
     tables.chains = chain_table(hops, kind)?;
     let frames = l3fwd::traffic(Family::V4, p.flows, frame_size, p.seed, p.routes);
     let workers = p.workers.max(1);
-    let ports: Vec<Arc<dyn Port>> = vec![
+    let mut ports: Vec<Arc<dyn Port>> = vec![
         MemPort::replay(
             "in",
             frames,
@@ -169,6 +181,12 @@ fn one(
         .map_err(|e| e.to_string())?,
         MemPort::sink("out", l3fwd::mem_cfg(1, [2, 0, 0, 0, 0, 2], workers)),
     ];
+    if kind == "mirror" {
+        ports.push(MemPort::sink(
+            "mirror",
+            l3fwd::mem_cfg(MIRROR_PORT, [2, 0, 0, 0, 0, 3], workers),
+        ));
+    }
     let cfg = EngineConfig {
         workers,
         cores: default_cores(workers),

@@ -221,6 +221,9 @@ fn chain_hops(t: &sluice_dataplane::tables::chain::ChainTable) -> Vec<pb::ChainH
             reverse_bytes: c.reverse_bytes,
             dropped: c.dropped,
             skipped: c.skipped,
+            mirrored: c.mirrored,
+            mirrored_bytes: c.mirrored_bytes,
+            mirror_dropped: c.mirror_dropped,
         })
         .collect()
 }

@@ -405,8 +405,9 @@ pub type Labels = std::collections::BTreeMap<String, String>;
 pub struct Destination {
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub destination_selector: Labels,
-    /// NSM's relative weight; kept, not used to choose (every candidate
-    /// of a hop gets an equal share of clients).
+    /// NSM's relative weight: the endpoints this route selects get clients
+    /// in proportion to it among the hop's candidates (1 when absent; 0:
+    /// none). See docs/chains.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }
@@ -626,6 +627,27 @@ pub struct PoliceSpec {
 #[serde(deny_unknown_fields)]
 pub struct CounterSpec {}
 
+/// Which packets a mirror copies: those going through the chain first hop
+/// to last (`Forward`), the replies (`Reverse`), or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MirrorDirection {
+    #[default]
+    Both,
+    Forward,
+    Reverse,
+}
+
+/// A port mirror (SPAN): every packet passing the hop in a mirrored
+/// direction is copied as it is at that point of the chain and the copy is
+/// sent unchanged on `interface`; the packet goes on with the next hop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MirrorSpec {
+    pub interface: String,
+    #[serde(default)]
+    pub direction: MirrorDirection,
+}
+
 /// A function that runs inside the worker; exactly one field is set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -640,6 +662,8 @@ pub struct BuiltinFunction {
     pub nat: Option<NatSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub police: Option<PoliceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSpec>,
 }
 
 impl BuiltinFunction {
@@ -660,6 +684,9 @@ impl BuiltinFunction {
         }
         if self.police.is_some() {
             v.push("police");
+        }
+        if self.mirror.is_some() {
+            v.push("mirror");
         }
         v
     }

@@ -754,6 +754,10 @@ fn references_of(obj: &Object) -> Vec<Reference> {
                 interface_ref(&mut out, &x.ingress, "spec.interfaces.ingress".into(), None);
                 interface_ref(&mut out, &x.egress, "spec.interfaces.egress".into(), None);
             }
+            if let Some(m) = e.spec.function.as_ref().and_then(|f| f.mirror.as_ref()) {
+                let field = "spec.function.mirror.interface".into();
+                interface_ref(&mut out, &m.interface, field, None);
+            }
         }
         Object::Chain(c) => {
             for (i, e) in c.spec.endpoints.iter().enumerate() {

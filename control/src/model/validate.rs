@@ -1529,7 +1529,7 @@ impl V {
             return Err(self.err(
                 "spec.function",
                 format!(
-                    "must set exactly one of firewall, counter, loadBalancer, nat, police; got {}",
+                    "must set exactly one of firewall, counter, loadBalancer, nat, police, mirror; got {}",
                     if set.is_empty() {
                         "none".to_string()
                     } else {
@@ -1602,6 +1602,9 @@ impl V {
                     ),
                 ));
             }
+        }
+        if let Some(m) = &f.mirror {
+            self.interface_name("spec.function.mirror.interface", &m.interface)?;
         }
         if let Some(pl) = &f.police {
             if pl.rate == 0 {

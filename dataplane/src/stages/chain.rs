@@ -7,7 +7,10 @@
 //! Writes: addresses, ports and checksums when a load-balancer or NAT hop
 //! translates (and the same `PacketMeta` fields, so `route` routes the
 //! translated packet); the Ethernet addresses of a packet sent to an
-//! external function.
+//! external function; copies into the burst's side output
+//! ([`Copies`](super::Copies)) at a mirror hop: the frame as it is at that
+//! hop (after the earlier hops' translations, before the later ones), for
+//! the worker to send unchanged on the mirror port.
 //! Decides: `Tx(port)` to an external function's port; `Drop` for a
 //! firewall deny or a non-first fragment of chain traffic
 //! (`chain_denied`), a policer (`chain_policed`) and a hop with no working
@@ -32,9 +35,16 @@
 //!
 //! Counters: per hop and direction, packets and bytes, plus drops and
 //! skips, summed in the stage during the burst and added to the table's
-//! shared counters once per burst.
+//! shared counters once per burst. A mirror hop also counts its copies
+//! (packets, bytes) and the copies it could not make or the worker could
+//! not send (`mirror_dropped`, and the worker's `copy_no_buffer`,
+//! `copy_port_down`, `copy_tx_full`); a copy never changes what happens
+//! to the original.
 
-use super::{flags, parse, service, Action, Burst, Context, PacketMeta, Stage};
+use super::{
+    flags, parse, service, Action, Burst, Context, Copies, CopyError, CopyOwner, CopyTag,
+    PacketMeta, Stage,
+};
 use crate::buf::Packet;
 use crate::state::conntrack::FlowTuple;
 use crate::stats::DropReason;
@@ -47,6 +57,9 @@ struct LocalCount {
     bytes: [u64; 2],
     dropped: u64,
     skipped: u64,
+    mirrored: u64,
+    mirrored_bytes: u64,
+    mirror_dropped: u64,
     touched: bool,
 }
 
@@ -88,6 +101,13 @@ impl ChainStage {
             }
             if c.skipped != 0 {
                 t.skipped.fetch_add(c.skipped, Relaxed);
+            }
+            if c.mirrored != 0 {
+                t.mirrored.fetch_add(c.mirrored, Relaxed);
+                t.mirrored_bytes.fetch_add(c.mirrored_bytes, Relaxed);
+            }
+            if c.mirror_dropped != 0 {
+                t.mirror_dropped.fetch_add(c.mirror_dropped, Relaxed);
             }
             *c = LocalCount::default();
         }
@@ -182,10 +202,28 @@ impl Stage for ChainStage {
                 dir,
                 &mut burst.pkts[i],
                 &mut burst.meta[i],
+                &mut burst.copies,
             );
             burst.action[i] = a;
         }
         self.flush(&v);
+    }
+
+    fn copies_not_sent(&mut self, cx: &Context<'_>, failed: &[CopyTag]) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let Some(v) = cx.tables.chains.raw() else {
+            return;
+        };
+        for t in failed {
+            if t.owner != CopyOwner::ChainMirror {
+                continue;
+            }
+            // Sent back right after the burst that made them, with the
+            // same generation: the index is that generation's hop.
+            if let Some(c) = v.counters.get(t.id as usize) {
+                c.mirror_dropped.fetch_add(1, Relaxed);
+            }
+        }
     }
 }
 
@@ -202,6 +240,7 @@ impl ChainStage {
         dir: Direction,
         pkt: &mut Packet,
         m: &mut PacketMeta,
+        copies: &mut Copies,
     ) -> Action {
         let c = &v.chains[chain];
         let step = match dir {
@@ -273,6 +312,11 @@ impl ChainStage {
                         return Action::Drop(DropReason::ChainPoliced);
                     }
                 }
+                Function::Mirror(mr) => {
+                    if mr.mirrors(dir) {
+                        self.mirror(cx, v, h, mr.port, pkt, copies);
+                    }
+                }
                 Function::External(_) => {
                     match pick_external(v, &hop.candidates, client_hash(&t, dir), dir) {
                         Some((port, dst_mac, src_mac)) => {
@@ -297,6 +341,38 @@ impl ChainStage {
             c.bytes[d] += len;
         }
         Action::Continue
+    }
+
+    /// Copies the packet, as it is now, for `port`; counts what happened.
+    #[inline]
+    fn mirror(
+        &mut self,
+        cx: &Context<'_>,
+        v: &RawView<'_>,
+        hop: usize,
+        port: u16,
+        pkt: &Packet,
+        copies: &mut Copies,
+    ) {
+        let reason = if !v.links.is_up(port) {
+            DropReason::CopyPortDown
+        } else {
+            let tag = CopyTag {
+                owner: CopyOwner::ChainMirror,
+                id: hop as u32,
+            };
+            match copies.copy(port, tag, pkt) {
+                Ok(()) => {
+                    let c = self.count(hop);
+                    c.mirrored += 1;
+                    c.mirrored_bytes += pkt.len() as u64;
+                    return;
+                }
+                Err(CopyError::NoBuffer | CopyError::Full) => DropReason::CopyNoBuffer,
+            }
+        };
+        self.count(hop).mirror_dropped += 1;
+        cx.stats.drop_packet(reason);
     }
 
     /// A hop with no working endpoint: the chain's failure mode decides.

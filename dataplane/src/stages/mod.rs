@@ -11,6 +11,16 @@
 //!   slow path, or [`Action::Drop`] with a counted reason. A decided packet
 //!   is never looked at again by later stages.
 //! * It never allocates, locks, logs or calls the OS.
+//! * It may emit extra packets, copies of a packet as it is at that point
+//!   of the pipeline, through the burst's side output ([`Copies`]): a copy
+//!   takes one of the free buffers the worker keeps ready there (taken from
+//!   its pool cache between bursts, never during a stage) and is one
+//!   `memcpy`; the worker transmits the copies right after the burst's own
+//!   packets and tells the stage that made a copy it could not send
+//!   ([`Stage::copies_not_sent`]). A copy that cannot be made returns an
+//!   error the stage counts; it never changes what happens to the original.
+//!   Port mirroring (the chain's `mirror` hop) is the first user, multicast
+//!   replication the next.
 //!
 //! Each stage's module doc says what it reads, what it writes, and what
 //! comes next. Stages compose as tuples (`(A, (B, C))`), so a pipeline is
@@ -27,10 +37,11 @@ pub mod service;
 pub mod shape;
 pub mod slowpath;
 
-use crate::buf::{Batch, BURST_SIZE};
+use crate::buf::{Batch, Packet, BURST_SIZE};
 use crate::state::neighbour::NeighbourCache;
 use crate::stats::{DropReason, WorkerStats};
 use crate::tables::{NetworkId, PortId, Tables};
+use arrayvec::ArrayVec;
 
 /// What happens to a packet once the pipeline has decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +143,8 @@ pub struct Burst {
     /// bit per worker id): zero for packets from a port, set for packets
     /// handed over by another worker ([`Action::Handoff`]).
     pub tried: [u32; BURST_SIZE],
+    /// Extra packets the stages emit (copies), sent after the burst.
+    pub copies: Copies,
 }
 
 impl Default for Burst {
@@ -141,7 +154,116 @@ impl Default for Burst {
             meta: [PacketMeta::default(); BURST_SIZE],
             action: [Action::Continue; BURST_SIZE],
             tried: [0; BURST_SIZE],
+            copies: Copies::default(),
         }
+    }
+}
+
+/// The most copies one burst may emit, and the most free buffers the
+/// worker keeps ready for them: two per packet of a full burst (a packet
+/// may pass two mirror hops, or be replicated twice).
+pub const COPY_CAPACITY: usize = 2 * BURST_SIZE;
+
+/// Which kind of stage made a copy: a stage only looks at the failures of
+/// its own copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOwner {
+    /// A service chain's mirror hop; the tag's `id` is the hop's index in
+    /// the generation's hop table.
+    ChainMirror,
+}
+
+/// Who made a copy, so that a copy the worker could not send is counted
+/// against it ([`Stage::copies_not_sent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyTag {
+    pub owner: CopyOwner,
+    pub id: u32,
+}
+
+/// One copy waiting to be sent.
+#[derive(Debug)]
+pub struct CopyOut {
+    pub port: PortId,
+    pub tag: CopyTag,
+    pub pkt: Packet,
+}
+
+/// Why a copy was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyError {
+    /// No free buffer: the pool is empty (or the worker keeps none ready).
+    NoBuffer,
+    /// This burst already made [`COPY_CAPACITY`] copies.
+    Full,
+}
+
+/// A burst's side output: free buffers the worker put there before the
+/// burst, and the copies stages made of its packets.
+///
+/// Allocation-free: both lists are fixed-capacity arrays inside the burst.
+/// The worker tops the spares up from its pool cache before each burst
+/// (only while the tables hold something that copies, so a pipeline
+/// without one keeps no buffers out of the pool) and drains the copies
+/// after it.
+#[derive(Debug, Default)]
+pub struct Copies {
+    spares: ArrayVec<Packet, COPY_CAPACITY>,
+    out: ArrayVec<CopyOut, COPY_CAPACITY>,
+}
+
+impl Copies {
+    /// Copies `pkt` (its frame as it is now) for transmission on `port`.
+    /// One buffer taken from the spares and one `memcpy`; the original is
+    /// not touched.
+    #[inline]
+    pub fn copy(&mut self, port: PortId, tag: CopyTag, pkt: &Packet) -> Result<(), CopyError> {
+        if self.out.is_full() {
+            return Err(CopyError::Full);
+        }
+        let Some(mut c) = self.spares.pop() else {
+            return Err(CopyError::NoBuffer);
+        };
+        if !c.fill(pkt.data()) {
+            // A frame grown past the default data room (prepended headers):
+            // no buffer of this pool holds it at the default headroom.
+            self.spares.push(c);
+            return Err(CopyError::NoBuffer);
+        }
+        c.rx_port = pkt.rx_port;
+        c.rx_queue = pkt.rx_queue;
+        c.rss_hash = pkt.rss_hash;
+        self.out.push(CopyOut { port, tag, pkt: c });
+        Ok(())
+    }
+
+    /// Free buffers ready for copies.
+    #[inline]
+    pub fn spares(&self) -> usize {
+        self.spares.len()
+    }
+
+    /// Adds a free buffer; gives it back when the spares are full.
+    #[inline]
+    pub fn add_spare(&mut self, pkt: Packet) -> Result<(), Packet> {
+        self.spares.try_push(pkt).map_err(|e| e.element())
+    }
+
+    /// Takes the spares back (the worker returns them to its cache).
+    pub fn take_spares(&mut self) -> impl Iterator<Item = Packet> + '_ {
+        self.spares.drain(..)
+    }
+
+    /// The copies made so far.
+    #[inline]
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the copies for transmission, in the order they were made.
+    #[inline]
+    pub fn drain(&mut self) -> impl Iterator<Item = CopyOut> + '_ {
+        self.out.drain(..)
     }
 }
 
@@ -184,6 +306,13 @@ pub trait Stage {
     /// `idle` when the poll received nothing. Small and bounded.
     #[inline(always)]
     fn housekeeping(&mut self, _cx: &Context<'_>, _idle: bool) {}
+
+    /// Copies made during the last burst that the worker could not send
+    /// (transmit queue full, or no queue for the port); each stage counts
+    /// those whose tag it owns. Called right after the burst's transmit,
+    /// with the same tables; only when something failed.
+    #[inline(always)]
+    fn copies_not_sent(&mut self, _cx: &Context<'_>, _failed: &[CopyTag]) {}
 }
 
 impl<A: Stage, B: Stage> Stage for (A, B) {
@@ -197,6 +326,12 @@ impl<A: Stage, B: Stage> Stage for (A, B) {
     fn housekeeping(&mut self, cx: &Context<'_>, idle: bool) {
         self.0.housekeeping(cx, idle);
         self.1.housekeeping(cx, idle);
+    }
+
+    #[inline(always)]
+    fn copies_not_sent(&mut self, cx: &Context<'_>, failed: &[CopyTag]) {
+        self.0.copies_not_sent(cx, failed);
+        self.1.copies_not_sent(cx, failed);
     }
 }
 

@@ -87,6 +87,9 @@ counters! {
         ChainDenied = ("chain_denied", "denied by a service chain's firewall hop"),
         ChainPoliced = ("chain_policed", "over the rate of a service chain's policer hop"),
         ChainHopDown = ("chain_hop_down", "a service chain's hop had no working endpoint (link down or not ready) and the chain fails closed"),
+        CopyNoBuffer = ("copy_no_buffer", "a copy (port mirror) not made: no free buffer in the pool, or more copies than a burst may make; the original is unaffected"),
+        CopyPortDown = ("copy_port_down", "a copy (port mirror) not made: its port has no link; the original is unaffected"),
+        CopyTxFull = ("copy_tx_full", "a copy (port mirror) not sent: its port's transmit queue was full or missing; the original is unaffected"),
     }
 }
 
@@ -112,6 +115,7 @@ counters! {
         CtExpired = ("ct_expired", "connections reclaimed after their timeout"),
         CtRefusedFull = ("ct_refused_full", "new connections refused: the table was full of live connections"),
         CtConnections = ("ct_connections", "connections in the tables now (a gauge, not a count of events)"),
+        CopySent = ("copies_sent", "copies (port mirror) handed to their port's transmit queue"),
     }
 }
 

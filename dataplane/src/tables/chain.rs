@@ -9,11 +9,13 @@
 //!
 //! A chain is an ordered list of hops. A hop is a built-in network
 //! function that runs inside the worker ([`Function`]: firewall, counter,
-//! Maglev load balancer, 1:1 prefix NAT, policer) or an external network
-//! function reached through a pair of ports ([`External`]). A hop may have
-//! several candidates (several endpoints matched the same route); a flow
-//! picks one by a hash of its client address, which is the same in both
-//! directions and on every worker.
+//! Maglev load balancer, 1:1 prefix NAT, policer, port mirror) or an
+//! external network function reached through a pair of ports
+//! ([`External`]). A hop may have several candidates (several endpoints
+//! matched the same route); a flow picks one by a hash of its client
+//! address, which is the same in both directions and on every worker.
+//! Candidates are a slot table: the compiler repeats a candidate in
+//! proportion to its weight, so the pick stays one hash and one index.
 //!
 //! Traffic enters a chain through a [`Classifier`] (first match wins) in
 //! one of two directions. Forward traffic runs the hops first to last;
@@ -311,6 +313,26 @@ pub struct External {
     pub egress_src_mac: [u8; 6],
 }
 
+/// A port mirror (SPAN): every packet passing the hop in a mirrored
+/// direction is copied, as it is at that point of the chain, and the copy
+/// is sent unchanged on `port`; the original goes on with the next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mirror {
+    pub port: PortId,
+    pub forward: bool,
+    pub reverse: bool,
+}
+
+impl Mirror {
+    #[inline(always)]
+    pub fn mirrors(&self, dir: Direction) -> bool {
+        match dir {
+            Direction::Forward => self.forward,
+            Direction::Reverse => self.reverse,
+        }
+    }
+}
+
 /// What a hop's candidate does.
 #[derive(Debug, Clone)]
 pub enum Function {
@@ -321,6 +343,8 @@ pub enum Function {
     Nat(Netmap),
     /// Drops what exceeds the rate (both directions share the limiter).
     Police(Arc<Limiter>),
+    /// Copies to a port and passes.
+    Mirror(Mirror),
     External(External),
 }
 
@@ -332,6 +356,7 @@ impl Function {
             Function::LoadBalancer(_) => "loadBalancer",
             Function::Nat(_) => "nat",
             Function::Police(_) => "police",
+            Function::Mirror(_) => "mirror",
             Function::External(_) => "external",
         }
     }
@@ -342,6 +367,9 @@ impl Function {
 pub struct Hop {
     /// The endpoint names, for counters and errors.
     pub name: String,
+    /// A slot table: a flow takes `candidates[hash % len]`. A candidate
+    /// may fill several slots (weights); the compiler keeps it short (see
+    /// `MAX_SLOTS` in the control plane).
     pub candidates: Box<[Function]>,
 }
 
@@ -374,6 +402,13 @@ pub struct HopCounters {
     pub dropped: AtomicU64,
     /// Passed over: no working candidate and the chain skips.
     pub skipped: AtomicU64,
+    /// Copies a mirror hop made (and handed to the worker to send).
+    pub mirrored: AtomicU64,
+    pub mirrored_bytes: AtomicU64,
+    /// Copies a mirror hop could not make (no buffer, mirror port without
+    /// link) plus those made that the worker could not send (transmit
+    /// queue full); the originals went on either way.
+    pub mirror_dropped: AtomicU64,
 }
 
 /// One hop's counts.
@@ -385,6 +420,9 @@ pub struct HopCount {
     pub reverse_bytes: u64,
     pub dropped: u64,
     pub skipped: u64,
+    pub mirrored: u64,
+    pub mirrored_bytes: u64,
+    pub mirror_dropped: u64,
 }
 
 /// Per-port link flags, shared by every generation: written by whoever
@@ -515,17 +553,34 @@ impl ChainTable {
                         if port_hops.len() <= i {
                             port_hops.resize(i + 1, None);
                         }
-                        if port_hops[i].is_some() {
+                        let here = PortHop {
+                            chain: cid as ChainId,
+                            position: pos as u16,
+                            direction,
+                        };
+                        // The same function in several slots of its hop
+                        // (a weight) names the same hop.
+                        if port_hops[i].is_some_and(|p| p != here) {
                             return Err(ChainBuildError(format!(
                                 "chain {} hop {}: port {port} already joins another hop; a port pair identifies one hop",
                                 c.name, h.name
                             )));
                         }
-                        port_hops[i] = Some(PortHop {
-                            chain: cid as ChainId,
-                            position: pos as u16,
-                            direction,
-                        });
+                        port_hops[i] = Some(here);
+                    }
+                }
+            }
+        }
+        // A copy sent into an external function would come back as if the
+        // function had forwarded it.
+        for h in &parts.hops {
+            for f in h.candidates.iter() {
+                if let Function::Mirror(m) = f {
+                    if port_hops.get(m.port as usize).copied().flatten().is_some() {
+                        return Err(ChainBuildError(format!(
+                            "hop {}: mirror port {} joins an external function's hop",
+                            h.name, m.port
+                        )));
                     }
                 }
             }
@@ -557,6 +612,16 @@ impl ChainTable {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// Whether a hop copies packets (a mirror): the worker then keeps free
+    /// buffers ready in the burst's side output.
+    pub fn makes_copies(&self) -> bool {
+        self.hops().iter().any(|h| {
+            h.candidates
+                .iter()
+                .any(|f| matches!(f, Function::Mirror(_)))
+        })
     }
 
     pub fn links(&self) -> &Arc<PortLinks> {
@@ -627,6 +692,9 @@ impl ChainTable {
             reverse_bytes: r(&c.bytes[1]),
             dropped: r(&c.dropped),
             skipped: r(&c.skipped),
+            mirrored: r(&c.mirrored),
+            mirrored_bytes: r(&c.mirrored_bytes),
+            mirror_dropped: r(&c.mirror_dropped),
         }
     }
 
@@ -637,7 +705,13 @@ impl ChainTable {
         for c in self.chains() {
             for h in c.first as usize..c.first as usize + c.len as usize {
                 let hop = &self.hops()[h];
-                let kinds: Vec<&str> = hop.candidates.iter().map(Function::kind).collect();
+                let mut kinds: Vec<&str> = Vec::new();
+                for k in hop.candidates.iter().map(Function::kind) {
+                    // A candidate in several slots (a weight) is one kind.
+                    if !kinds.contains(&k) {
+                        kinds.push(k);
+                    }
+                }
                 out.push((
                     c.name.clone(),
                     hop.name.clone(),
@@ -962,8 +1036,31 @@ mod tests {
         twice.hops[0].candidates = vec![external(4, 5)].into();
         let e = ChainTable::build(twice, Arc::default()).unwrap_err();
         assert!(e.0.contains("port 4 already joins another hop"), "{e}");
-        let mut one_armed = parts;
+        let mut one_armed = parts.clone();
         one_armed.hops[1].candidates = vec![external(3, 3)].into();
         assert!(ChainTable::build(one_armed, Arc::default()).is_err());
+        // One function in several slots of its hop (a weight) is one hop.
+        let mut weighted = parts.clone();
+        weighted.hops[1].candidates = vec![external(3, 4), external(3, 4), external(5, 6)].into();
+        let t = ChainTable::build(weighted, Arc::default()).unwrap();
+        assert_eq!(t.port_hop(6).unwrap().position, 1);
+        assert!(!t.makes_copies());
+        // A mirror may not send into a function's port.
+        let mirror = |port| {
+            Function::Mirror(Mirror {
+                port,
+                forward: true,
+                reverse: true,
+            })
+        };
+        let mut into_cnf = parts.clone();
+        into_cnf.hops[0].candidates = vec![mirror(3)].into();
+        let e = ChainTable::build(into_cnf, Arc::default()).unwrap_err();
+        assert!(e.0.contains("mirror port 3"), "{e}");
+        let mut span = parts;
+        span.hops[0].candidates = vec![mirror(7)].into();
+        let t = ChainTable::build(span, Arc::default()).unwrap();
+        assert!(t.makes_copies());
+        assert_eq!(t.counts()[0].2, "mirror");
     }
 }
