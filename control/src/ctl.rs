@@ -192,6 +192,9 @@ const SHORT_NAMES: &[(&str, Kind)] = &[
     ("nse", Kind::NetworkServiceEndpoint),
     ("mcg", Kind::MulticastGroup),
     ("net-attach-def", Kind::NetworkAttachmentDefinition),
+    ("multi-networkpolicy", Kind::MultiNetworkPolicy),
+    ("multi-networkpolicies", Kind::MultiNetworkPolicy),
+    ("mnp", Kind::MultiNetworkPolicy),
 ];
 
 fn plural(name: &str) -> String {

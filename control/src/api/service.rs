@@ -596,15 +596,17 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ListPolicyRulesResponse>, Status> {
         self.blocking(|this| {
             let tables = this.controller.tables().load();
-            let p = &tables.policy;
-            let rules = p
-                .rules()
-                .iter()
-                .enumerate()
-                .map(|(i, info)| {
-                    rule_to_pb(&crate::policy::explain::NamedRule {
-                        info: info.clone(),
-                        count: p.counters().map(|c| c.get(i as u32)).unwrap_or_default(),
+            // The pod network's rules, then each secondary network's
+            // (MultiNetworkPolicy; their policy names carry the network).
+            let rules = tables
+                .policy
+                .tables()
+                .flat_map(|(_, p)| {
+                    p.rules().iter().enumerate().map(move |(i, info)| {
+                        rule_to_pb(&crate::policy::explain::NamedRule {
+                            info: info.clone(),
+                            count: p.counters().map(|c| c.get(i as u32)).unwrap_or_default(),
+                        })
                     })
                 })
                 .collect();
