@@ -537,6 +537,9 @@ items:
         assert_eq!(resolve_kind("route").unwrap(), Kind::Route);
         assert_eq!(resolve_kind("Neighbours").unwrap(), Kind::Neighbour);
         assert!(resolve_kind("deployment").is_err());
+        for name in ["mnp", "multi-networkpolicy", "MultiNetworkPolicies"] {
+            assert_eq!(resolve_kind(name).unwrap(), Kind::MultiNetworkPolicy);
+        }
     }
 
     #[test]

@@ -179,7 +179,7 @@ mod tests {
     /// Network ids as the routing part numbers them: default, then by name.
     const NETWORKS: [&str; 3] = ["default", "blue", "red"];
     const BLUE: u16 = 1;
-    const RED: u16 = 2;
+    pub(super) const RED: u16 = 2;
     const TCP: u8 = 6;
 
     /// Namespaces x and y; Networks blue and red; definitions x/red-net and
@@ -188,7 +188,7 @@ mod tests {
     /// red-net 10.10.0.11), x/c app=a (10.244.0.12; blue-net 10.20.0.12
     /// only), x/e app=b (10.244.0.14; red-alt 10.10.0.50), y/f app=b
     /// (10.244.0.15; x/red-net 10.10.0.60).
-    const BASE: &str = r#"
+    pub(super) const BASE: &str = r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: x}
@@ -287,7 +287,7 @@ status: {podIP: 10.244.0.15}
     /// named port `http`, and from namespace y; egress to 10.10.0.0/24
     /// except 10.10.0.128/25. `policy-for` names the definition without
     /// its namespace.
-    const A_POLICY: &str = r#"
+    pub(super) const A_POLICY: &str = r#"
 apiVersion: k8s.cni.cncf.io/v1beta1
 kind: MultiNetworkPolicy
 metadata:
@@ -305,7 +305,7 @@ spec:
   - to: [{ipBlock: {cidr: 10.10.0.0/24, except: [10.10.0.128/25]}}]
 "#;
 
-    fn state(yaml: &str) -> DesiredState {
+    pub(super) fn state(yaml: &str) -> DesiredState {
         let mut s = DesiredState::new();
         let batch: Vec<Change> = parse_manifests(yaml)
             .unwrap()
@@ -316,7 +316,7 @@ spec:
         s
     }
 
-    fn compile(s: &DesiredState) -> PolicyTable {
+    pub(super) fn compile(s: &DesiredState) -> PolicyTable {
         compile_all_policy(s, &["10.0.0.1".parse().unwrap()], &NETWORKS)
     }
 
@@ -531,5 +531,46 @@ spec: {containers: [{name: c, image: i}]}
         let o = parse_manifests(A_POLICY).unwrap().remove(0);
         assert_eq!(o.kind(), Kind::MultiNetworkPolicy);
         assert_eq!(parse_manifests(&o.to_yaml()).unwrap().remove(0), o);
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    //! Explain in a secondary network: pods are their attachments there.
+
+    use super::super::explain::{explain, pick_pair, resolve_endpoint_in};
+    use super::tests::{compile, state, A_POLICY, BASE, RED};
+
+    #[test]
+    fn explain_resolves_pods_to_their_red_addresses() {
+        let s = state(&format!("{BASE}---{A_POLICY}"));
+        let t = compile(&s);
+        let lookup = |k: &crate::model::ObjectKey| s.get(k).map(|o| o.object.clone());
+        let from = resolve_endpoint_in("x/b", "red", lookup).unwrap();
+        let to = resolve_endpoint_in("x/a", "red", lookup).unwrap();
+        assert_eq!(
+            from.addresses,
+            ["10.10.0.11".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let (src, dst) = pick_pair(&from.addresses, &to.addresses).unwrap();
+        let red = t.for_network(RED).unwrap();
+        let r = explain(red, src, dst, 6, 80);
+        assert!(r.allowed);
+        assert_eq!(
+            r.rule.unwrap().info.policy,
+            "MultiNetworkPolicy x/a-in (network red)"
+        );
+        assert!(!explain(red, src, dst, 6, 81).allowed);
+        // In the pod network the same pods are their pod IPs.
+        let a = resolve_endpoint_in("x/a", "", lookup).unwrap();
+        assert_eq!(
+            a.addresses,
+            ["10.244.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        // A pod without a red attachment has no address there.
+        let e = resolve_endpoint_in("x/c", "red", lookup).unwrap_err();
+        assert!(e.contains("no attachment") && e.contains("\"red\""), "{e}");
+        // Addresses stay addresses.
+        assert!(resolve_endpoint_in("10.10.0.99", "red", lookup).is_ok());
     }
 }
