@@ -1246,6 +1246,45 @@ mod tests {
     }
 
     #[test]
+    fn each_network_is_judged_by_its_own_table() {
+        let red = table();
+        let pod = PolicyTable::default();
+        assert!(pod.is_empty() && pod.for_network(POD_NETWORK).is_none());
+        // Network 2 has the table; 1 and 3 have none; entry 0 of the list
+        // is never the pod network's.
+        let t = PolicyTable::default().with_networks(vec![
+            red.clone(),
+            PolicyTable::default(),
+            red.clone(),
+            PolicyTable::default(),
+        ]);
+        assert!(!t.is_empty());
+        assert!(t.for_network(POD_NETWORK).is_none());
+        assert!(t.for_network(1).is_none() && t.for_network(3).is_none());
+        assert!(t.for_network(NetworkId::MAX).is_none());
+        let r = t.for_network(2).unwrap();
+        assert!(!r.evaluate(4, TCP, a4("8.8.8.8"), a4("10.0.0.1"), 80).allow);
+        assert!(t.applies_to(2) && !t.applies_to(1));
+        assert_eq!(t.tables().map(|(id, _)| id).collect::<Vec<_>>(), [2]);
+        assert_eq!(t.memory_bytes(), red.memory_bytes());
+        // With a pod-network table too: both, the pod network first; the
+        // secondary tables share the counters of the table they were.
+        let t = red
+            .clone()
+            .with_networks(vec![PolicyTable::default(), red.clone()]);
+        assert_eq!(t.tables().map(|(id, _)| id).collect::<Vec<_>>(), [0, 1]);
+        let v = t
+            .for_network(1)
+            .unwrap()
+            .evaluate(4, TCP, a4("8.8.8.8"), a4("10.0.0.1"), 80);
+        t.for_network(1).unwrap().count(v, 60);
+        assert_eq!(red.counters().unwrap().get(3).denied_packets, 1);
+        // Nothing but empty tables: stored as nothing.
+        let t = PolicyTable::default().with_networks(vec![PolicyTable::default(); 3]);
+        assert!(t.is_empty() && t.tables().next().is_none());
+    }
+
+    #[test]
     fn bad_parts_are_refused() {
         let bad = PolicyParts {
             rules: vec![],
