@@ -180,6 +180,10 @@ struct PolicyDirectionRules {
     isolation: Option<RuleId>,
 }
 
+/// A pod peer as resolved: (namespace selector, pod selector, only this
+/// namespace, scope).
+type PodSetKey<'a> = (Selector, Selector, Option<&'a str>, Option<u32>);
+
 #[derive(Default)]
 struct Compiler<'a> {
     namespaces: HashMap<&'a str, &'a BTreeMap<String, String>>,
@@ -194,7 +198,7 @@ struct Compiler<'a> {
     groups: Vec<PolicyDirectionRules>,
     sets: Vec<SetKey>,
     set_ids: HashMap<SetKey, u32>,
-    pod_sets: HashMap<(Selector, Selector, Option<&'a str>, Option<u32>), Option<u32>>,
+    pod_sets: HashMap<PodSetKey<'a>, Option<u32>>,
     empty_labels: BTreeMap<String, String>,
     /// Sets of attachment definitions a MultiNetworkPolicy is for (sorted
     /// definition ids), interned; `scope` indexes it while that policy's

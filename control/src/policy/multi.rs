@@ -107,6 +107,21 @@ pub fn compile_networks(state: &DesiredState, network_names: &[&str]) -> Vec<Pol
         return Vec::new();
     }
     let objects: Vec<&Object> = state.iter().map(|s| &s.object).collect();
+    // Every pod's attachments, read once for all networks.
+    let mut attached: Vec<(&Object, Vec<multus::PodAttachment>)> = Vec::new();
+    for o in &objects {
+        let Object::Pod(p) = o else { continue };
+        if p.spec.as_ref().is_none_or(|s| s.host_network == Some(true)) {
+            continue;
+        }
+        // The model checked the annotations; a pod whose annotations do
+        // not read has no attachments here.
+        if let Ok(a) = multus::pod_attachments(p) {
+            if a.iter().any(|a| !a.ips.is_empty()) {
+                attached.push((o, a));
+            }
+        }
+    }
     let mut out = vec![PolicyTable::default(); network_names.len()];
     for (id, list) in by_network {
         let name = network_names.get(id as usize).copied().unwrap_or_default();
@@ -116,7 +131,7 @@ pub fn compile_networks(state: &DesiredState, network_names: &[&str]) -> Vec<Pol
             .map(|(d, _)| d.as_str())
             .collect();
         if let Some(slot) = out.get_mut(id as usize) {
-            *slot = compile_network(&objects, name, &in_network, &list);
+            *slot = compile_network(&objects, &attached, name, &in_network, &list);
         }
     }
     out
@@ -126,6 +141,7 @@ pub fn compile_networks(state: &DesiredState, network_names: &[&str]) -> Vec<Pol
 /// MultiNetworkPolicies as NetworkPolicies, each within its definitions.
 fn compile_network<'a>(
     objects: &[&'a Object],
+    attached: &[(&'a Object, Vec<multus::PodAttachment>)],
     network: &str,
     definitions: &[&str],
     policies: &[ForNetwork<'a>],
@@ -135,19 +151,10 @@ fn compile_network<'a>(
     let mut def_ids: Vec<&str> = definitions.to_vec();
     def_ids.sort_unstable();
     let def_id = |q: &str| def_ids.binary_search(&q).ok().map(|i| i as u32);
-    for o in objects {
-        let Object::Pod(p) = o else { continue };
-        if p.spec.as_ref().is_none_or(|s| s.host_network == Some(true)) {
-            continue;
-        }
-        // The model checked the annotations; a pod whose annotations do not
-        // read has no attachments here.
-        let Ok(attachments) = multus::pod_attachments(p) else {
-            continue;
-        };
+    for (o, attachments) in attached {
         for a in attachments {
             if let Some(d) = def_id(&a.selection.qualified_name()) {
-                c.add_pod(o, a.ips, d);
+                c.add_pod(o, a.ips.clone(), d);
             }
         }
     }
