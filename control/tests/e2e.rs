@@ -1244,21 +1244,12 @@ spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
         self.servers.push(cmd.spawn().unwrap());
     }
 
-    /// curl from `from` to `url`: (exit code, body).
-    fn curl(&self, from: &Netns, args: &str) -> (Option<i32>, String) {
-        let out = from.try_sh(&format!("curl -sS {args}"));
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        )
-    }
-
     /// GETs `url` from `from` until it answers (the server may still be
     /// starting), within 15 s.
     fn get(&self, from: &Netns, url: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let (code, body) = self.curl(from, &format!("--max-time 3 {url}"));
+            let (code, body, _) = curl(from, &format!("--max-time 3 {url}"));
             if code == Some(0) {
                 return body;
             }
@@ -1335,7 +1326,7 @@ fn a_pod_in_two_networks_through_sluice_on_afpacket() {
         lab.get(&lab.red, "http://10.20.0.5:8080/who"),
         "10.20.0.5:8080"
     );
-    let (code, body) = lab.curl(
+    let (code, body, _) = curl(
         &lab.red,
         "--connect-timeout 2 --max-time 2 http://10.20.0.5:8081/who",
     );

@@ -286,22 +286,16 @@ impl Lab {
     /// Sends a TCP SYN from the client (10.0.0.10) into port `on`, and
     /// waits until the worker has decided it.
     fn syn(&mut self, on: &str, dst: &str, dport: u16) {
-        let f = PacketBuilder::new(CLIENT_MAC, port_mac(Lab::port(on)))
-            .ipv4(
-                Ipv4Addr::new(10, 0, 0, 10),
-                dst.parse::<Ipv4Addr>().unwrap(),
-            )
-            .tcp(40000 + self.sent as u16, dport, tcp_flags::SYN)
-            .build();
-        let mut p = self.pool.alloc().unwrap();
-        assert!(p.fill(&f));
-        self.peers[Lab::port(on)].inject(p).unwrap();
-        self.sent += 1;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.engine.stats().rx_packets < self.sent {
-            assert!(Instant::now() < deadline, "the worker took the packet");
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        let sport = 40000 + self.sent as u16;
+        self.tcp(
+            on,
+            CLIENT_MAC,
+            "10.0.0.10",
+            sport,
+            dst,
+            dport,
+            tcp_flags::SYN,
+        );
     }
 
     /// Sends `n` 1000-byte UDP datagrams from `src` to the client

@@ -42,19 +42,7 @@ pub fn resolve_endpoint(
     let Some(Object::Pod(pod)) = lookup(&key) else {
         return Err(format!("Pod {ns}/{name}: no such pod"));
     };
-    let mut addresses: Vec<IpAddr> = Vec::new();
-    if let Some(st) = &pod.status {
-        for ip in st.pod_ips.iter().flatten() {
-            if let Ok(a) = ip.ip.parse() {
-                addresses.push(a);
-            }
-        }
-        if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
-            if !addresses.contains(&a) {
-                addresses.push(a);
-            }
-        }
-    }
+    let addresses = super::pod_ips(&pod);
     if addresses.is_empty() {
         return Err(format!(
             "Pod {ns}/{name}: status.podIPs: the pod has no IP address yet"

@@ -241,20 +241,7 @@ impl<'a> Compiler<'a> {
             if p.spec.as_ref().is_none_or(|s| s.host_network == Some(true)) {
                 continue;
             }
-            let mut addresses: Vec<IpAddr> = Vec::new();
-            if let Some(st) = &p.status {
-                for ip in st.pod_ips.iter().flatten() {
-                    if let Ok(a) = ip.ip.parse() {
-                        addresses.push(a);
-                    }
-                }
-                if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
-                    if !addresses.contains(&a) {
-                        addresses.push(a);
-                    }
-                }
-            }
-            self.add_pod(o, addresses, NO_SCOPE);
+            self.add_pod(o, pod_ips(p), NO_SCOPE);
         }
     }
 
@@ -1161,6 +1148,25 @@ enum Gress<'b> {
 enum Ports<'b> {
     Admin(Option<&'b Vec<AdminPort>>),
     Cluster(Option<&'b Vec<ClusterProtocol>>),
+}
+
+/// A pod's pod-network addresses: `status.podIPs`, and `status.podIP` if
+/// it is not among them (unparsable ones are skipped).
+pub(crate) fn pod_ips(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<IpAddr> {
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    if let Some(st) = &pod.status {
+        for ip in st.pod_ips.iter().flatten() {
+            if let Ok(a) = ip.ip.parse() {
+                addresses.push(a);
+            }
+        }
+        if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+    }
+    addresses
 }
 
 fn addr_u128(a: IpAddr) -> u128 {
