@@ -581,3 +581,110 @@ mod explain_tests {
         assert!(resolve_endpoint_in("10.10.0.99", "red", lookup).is_ok());
     }
 }
+
+#[cfg(test)]
+mod scale {
+    //! Compile time at scale, MultiNetworkPolicy against the same policies
+    //! as NetworkPolicies on the pod network:
+    //! `taskset -c 1 cargo test --release -p sluice-control --lib policy::multi::scale -- --ignored --nocapture`.
+
+    use super::super::{compile_all_policy, compile_policy};
+    use crate::model::{Change, DesiredState, Object};
+    use serde_json::json;
+    use std::time::Instant;
+
+    const NAMESPACES: usize = 100;
+    const PODS_PER_NAMESPACE: usize = 100;
+    const POLICIES_PER_NAMESPACE: usize = 10;
+
+    fn state(multi: bool) -> DesiredState {
+        let mut batch = vec![
+            json!({"apiVersion": "sluice.dev/v1", "kind": "Network", "metadata": {"name": "red"}, "spec": {}}),
+        ];
+        for n in 0..NAMESPACES {
+            let ns = format!("ns{n}");
+            batch.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"team": format!("t{}", n % 10)}}}));
+            batch.push(json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "red-net", "namespace": ns},
+                "spec": {"config": "{\"cniVersion\":\"1.0.0\",\"type\":\"sluice\",\"network\":\"red\"}"}}));
+            for p in 0..PODS_PER_NAMESPACE {
+                let i = n * PODS_PER_NAMESPACE + p;
+                let (hi, lo) = (i / 250, i % 250 + 1);
+                let status = format!(
+                    "[{{\"name\":\"{ns}/red-net\",\"interface\":\"net1\",\"ips\":[\"10.20.{hi}.{lo}\"]}}]"
+                );
+                batch.push(json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("p{p}"), "namespace": ns,
+                        "labels": {"app": format!("a{}", p % POLICIES_PER_NAMESPACE)},
+                        "annotations": {"k8s.v1.cni.cncf.io/networks": "red-net",
+                            "k8s.v1.cni.cncf.io/network-status": status}},
+                    "spec": {"nodeName": "elsewhere", "containers": [{"name": "c", "image": "i"}]},
+                    "status": {"podIP": format!("10.244.{hi}.{lo}")}}));
+            }
+            for k in 0..POLICIES_PER_NAMESPACE {
+                let spec = json!({
+                "podSelector": {"matchLabels": {"app": format!("a{k}")}},
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": {"app": format!("a{}", (k + 1) % POLICIES_PER_NAMESPACE)}}},
+                              {"namespaceSelector": {"matchLabels": {"team": format!("t{k}")}}}],
+                     "ports": [{"protocol": "TCP", "port": 8000 + k}]},
+                    {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [format!("10.{k}.0.0/16")]}}]}
+                ]});
+                let name = format!("np{k}");
+                batch.push(if multi {
+                    json!({"apiVersion": "k8s.cni.cncf.io/v1beta1", "kind": "MultiNetworkPolicy",
+                        "metadata": {"name": name, "namespace": ns,
+                            "annotations": {"k8s.v1.cni.cncf.io/policy-for": "red-net"}},
+                        "spec": spec})
+                } else {
+                    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": name, "namespace": ns}, "spec": spec})
+                });
+            }
+        }
+        let batch: Vec<Change> = batch
+            .into_iter()
+            .map(|v| Change::Apply(Object::from_value(v).unwrap()))
+            .collect();
+        let mut s = DesiredState::new();
+        s.apply(&batch).unwrap();
+        s
+    }
+
+    /// The best of five.
+    fn best(f: impl Fn() -> usize) -> (f64, usize) {
+        let mut best = f64::MAX;
+        let mut size = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            size = f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        (best, size)
+    }
+
+    #[test]
+    #[ignore = "a measurement: run in release"]
+    fn compile_time_at_scale() {
+        let np = state(false);
+        let mnp = state(true);
+        let networks = ["default", "red"];
+        let (t_np, b_np) = best(|| compile_policy(&np, &[]).memory_bytes());
+        let (t_mnp, b_mnp) = best(|| {
+            let t = compile_all_policy(&mnp, &[], &networks);
+            assert!(t.for_network(1).is_some());
+            t.memory_bytes()
+        });
+        println!(
+            "{} pods, {} policies: NetworkPolicy (pod network) {:.1} ms, {} KiB; \
+             MultiNetworkPolicy (network red) {:.1} ms, {} KiB; ratio {:.2}",
+            NAMESPACES * PODS_PER_NAMESPACE,
+            NAMESPACES * POLICIES_PER_NAMESPACE,
+            t_np * 1e3,
+            b_np / 1024,
+            t_mnp * 1e3,
+            b_mnp / 1024,
+            t_mnp / t_np
+        );
+    }
+}
