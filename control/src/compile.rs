@@ -190,8 +190,9 @@ pub struct Compiler {
     /// Per-pod limits; recompiled when Pods or Bandwidths change, carrying
     /// unchanged limiters (and their state) over.
     bandwidth: BandwidthTable,
-    /// Policy; recompiled when a policy or what policies select (Pods,
-    /// Namespaces, Nodes) changes.
+    /// Policy, every network's; recompiled when a policy or what policies
+    /// select (Pods, Namespaces, Nodes, and for MultiNetworkPolicy the
+    /// definitions and Networks) changes.
     policy: PolicyTable,
     /// Service chains; recompiled when their kinds (or the pods and ports
     /// they name) change.

@@ -31,6 +31,10 @@
 //! parse, a CIDR that does not, an unknown protocol, an experimental peer
 //! such as `domainNames`) fail closed: in a Deny rule they match every
 //! address or port; in an Allow or Pass rule they match nothing.
+//!
+//! MultiNetworkPolicy ([`multi`]) runs this same compiler once per
+//! secondary network, with that network's attachments as the pods;
+//! [`compile_all_policy`] puts those tables into the pod network's.
 
 pub mod explain;
 pub mod multi;
