@@ -194,7 +194,8 @@ mod tests {
     /// x/a app=a (10.244.0.10; red-net 10.10.0.10), x/b app=b (10.244.0.11;
     /// red-net 10.10.0.11), x/c app=a (10.244.0.12; blue-net 10.20.0.12
     /// only), x/e app=b (10.244.0.14; red-alt 10.10.0.50), y/f app=b
-    /// (10.244.0.15; x/red-net 10.10.0.60).
+    /// (10.244.0.15; x/red-net 10.10.0.60). a and b also have fd10::10 and
+    /// fd10::11 on red-net.
     pub(super) const BASE: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -237,7 +238,7 @@ metadata:
   labels: {app: a}
   annotations:
     k8s.v1.cni.cncf.io/networks: red-net
-    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.10"]}]'
+    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.10","fd10::10"]}]'
 spec: {containers: [{name: c, image: i, ports: [{name: http, containerPort: 8080}]}]}
 status: {podIP: 10.244.0.10}
 ---
@@ -249,7 +250,7 @@ metadata:
   labels: {app: b}
   annotations:
     k8s.v1.cni.cncf.io/networks: red-net
-    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.11"]}]'
+    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.11","fd10::11"]}]'
 spec: {containers: [{name: c, image: i}]}
 status: {podIP: 10.244.0.11}
 ---
@@ -372,6 +373,18 @@ spec:
         // judged, in blue or in red.
         assert!(allows(&t, BLUE, "10.20.0.99", "10.20.0.12", 81));
         assert!(allows(&t, RED, "10.10.0.99", "10.20.0.12", 81));
+
+        // IPv6 attachment addresses are pods too.
+        let v6 = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+        let red = t.for_network(RED).unwrap();
+        assert!(
+            red.evaluate(6, TCP, v6("fd10::11"), v6("fd10::10"), 80)
+                .allow
+        );
+        assert!(
+            !red.evaluate(6, TCP, v6("fd10::99"), v6("fd10::10"), 80)
+                .allow
+        );
 
         // Egress from a: the ipBlock with its except.
         assert!(allows(&t, RED, "10.10.0.10", "10.10.0.11", 5000));
@@ -557,7 +570,10 @@ mod explain_tests {
         let to = resolve_endpoint_in("x/a", "red", lookup).unwrap();
         assert_eq!(
             from.addresses,
-            ["10.10.0.11".parse::<std::net::IpAddr>().unwrap()]
+            [
+                "10.10.0.11".parse::<std::net::IpAddr>().unwrap(),
+                "fd10::11".parse().unwrap()
+            ]
         );
         let (src, dst) = pick_pair(&from.addresses, &to.addresses).unwrap();
         let red = t.for_network(RED).unwrap();
