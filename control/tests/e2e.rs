@@ -1338,6 +1338,26 @@ fn a_pod_in_two_networks_through_sluice_on_afpacket() {
         rules.contains("MultiNetworkPolicy apps/a-red (network red)"),
         "{rules}"
     );
+    let listed = sluicectl_ok(&lab.api, &["get", "mnp", "-n", "apps"]);
+    assert!(listed.contains("a-red"), "{listed}");
+    let why = sluicectl_ok(
+        &lab.api,
+        &[
+            "explain",
+            "--network",
+            "red",
+            "--from",
+            "10.2.0.2",
+            "--to",
+            "apps/a",
+            "--port",
+            "8081",
+        ],
+    );
+    assert!(
+        why.starts_with("DENY") && why.contains("10.20.0.5"),
+        "{why}"
+    );
 }
 
 /// curl run in `host`'s namespace: (exit code, standard output, how long
