@@ -33,7 +33,7 @@ use crate::chains::{ChainCompiler, CHAIN_INPUTS};
 use crate::model::sluice::RouteType;
 use crate::model::{DesiredState, Kind, Object, ObjectKey, StoredObject, DEFAULT_NETWORK};
 use crate::multinet::{self, AttachmentRoutes};
-use crate::policy::compile_policy;
+use crate::policy::compile_all_policy;
 use crate::services::{self, NodeConfig, PreparedServices, ServiceCompiler};
 use core::fmt;
 use ipnet::IpNet;
@@ -115,6 +115,11 @@ const POLICY_INPUTS: &[Kind] = &[
     Kind::Pod,
     Kind::Namespace,
     Kind::Node,
+    // MultiNetworkPolicy: per secondary network, which the definitions
+    // and Networks (their ids) decide.
+    Kind::MultiNetworkPolicy,
+    Kind::NetworkAttachmentDefinition,
+    Kind::Network,
 ];
 
 /// The kinds whose changes rebuild the routing part of the tables (ports,
@@ -185,8 +190,9 @@ pub struct Compiler {
     /// Per-pod limits; recompiled when Pods or Bandwidths change, carrying
     /// unchanged limiters (and their state) over.
     bandwidth: BandwidthTable,
-    /// Policy; recompiled when a policy or what policies select (Pods,
-    /// Namespaces, Nodes) changes.
+    /// Policy, every network's; recompiled when a policy or what policies
+    /// select (Pods, Namespaces, Nodes, and for MultiNetworkPolicy the
+    /// definitions and Networks) changes.
     policy: PolicyTable,
     /// Service chains; recompiled when their kinds (or the pods and ports
     /// they name) change.
@@ -230,7 +236,7 @@ impl Compiler {
         let base = compile_routing(state, &ctx, &attachments)?;
         let services = ServiceCompiler::full(state, service_node(state, &ctx))?;
         let bandwidth = compile_bandwidth(state, &BandwidthTable::default())?;
-        let policy = compile_policy(state, &ctx.node.addresses);
+        let policy = compile_all_policy(state, &ctx.node.addresses, &network_names(&base));
         let chains = ChainCompiler::default().compile(state, &base)?;
         let mut tables = base.clone();
         tables.services = services.table().clone();
@@ -301,7 +307,10 @@ impl Compiler {
         let policy = changed
             .iter()
             .any(|k| POLICY_INPUTS.contains(&k.kind))
-            .then(|| compile_policy(state, &self.ctx.node.addresses));
+            .then(|| {
+                let routing = base.as_ref().unwrap_or(&self.base);
+                compile_all_policy(state, &self.ctx.node.addresses, &network_names(routing))
+            });
         let chains = if base.is_some() || changed.iter().any(|k| CHAIN_INPUTS.contains(&k.kind)) {
             Some(
                 self.chains
@@ -382,6 +391,11 @@ impl Compiler {
         tables.chains = self.chains.table().clone();
         tables
     }
+}
+
+/// The networks' names by id, as the routing part numbers them.
+fn network_names(routing: &Tables) -> Vec<&str> {
+    routing.networks.iter().map(|n| n.name.as_str()).collect()
 }
 
 /// The routing part: ports, networks, FIBs, neighbours.

@@ -192,6 +192,9 @@ const SHORT_NAMES: &[(&str, Kind)] = &[
     ("nse", Kind::NetworkServiceEndpoint),
     ("mcg", Kind::MulticastGroup),
     ("net-attach-def", Kind::NetworkAttachmentDefinition),
+    ("multi-networkpolicy", Kind::MultiNetworkPolicy),
+    ("multi-networkpolicies", Kind::MultiNetworkPolicy),
+    ("mnp", Kind::MultiNetworkPolicy),
 ];
 
 fn plural(name: &str) -> String {
@@ -543,6 +546,9 @@ items:
         assert_eq!(resolve_kind("route").unwrap(), Kind::Route);
         assert_eq!(resolve_kind("Neighbours").unwrap(), Kind::Neighbour);
         assert!(resolve_kind("deployment").is_err());
+        for name in ["mnp", "multi-networkpolicy", "MultiNetworkPolicies"] {
+            assert_eq!(resolve_kind(name).unwrap(), Kind::MultiNetworkPolicy);
+        }
     }
 
     #[test]

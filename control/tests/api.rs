@@ -791,6 +791,7 @@ async fn explain_names_the_deciding_rule() {
         to: "x/a".into(),
         protocol: "tcp".into(),
         port,
+        network: String::new(),
     };
     let r = c.explain(ask("x/b", 80)).await.unwrap().into_inner();
     assert!(r.allowed);
@@ -812,5 +813,140 @@ async fn explain_names_the_deciding_rule() {
         .unwrap()
         .into_inner();
     assert_eq!(rules.rules.len(), 2, "the allow rule and the isolation");
+    f.stop().await;
+}
+
+/// A MultiNetworkPolicy for Network red, over pods on another node (so
+/// their attachments need no port here).
+const MULTI_POLICY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+---
+apiVersion: sluice.dev/v1
+kind: Network
+metadata: {name: red}
+spec: {}
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: red-net, namespace: x}
+spec: {config: '{"cniVersion":"1.0.0","type":"sluice","network":"red"}'}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: x
+  labels: {app: web}
+  annotations:
+    k8s.v1.cni.cncf.io/networks: red-net
+    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.10"]}]'
+spec: {nodeName: elsewhere, containers: [{name: c, image: i}]}
+status: {podIP: 10.244.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: b
+  namespace: x
+  labels: {app: client}
+  annotations:
+    k8s.v1.cni.cncf.io/networks: red-net
+    k8s.v1.cni.cncf.io/network-status: '[{"name":"x/red-net","interface":"net1","ips":["10.10.0.11"]}]'
+spec: {nodeName: elsewhere, containers: [{name: c, image: i}]}
+status: {podIP: 10.244.0.11}
+---
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: web-red
+  namespace: x
+  annotations: {k8s.v1.cni.cncf.io/policy-for: red-net}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_network_policies_apply_read_back_count_and_explain_per_network() {
+    let f = Fixture::start(false).await;
+    let mut c = f.client().await;
+    // Without its annotation the policy is refused, naming the field.
+    let bad = MULTI_POLICY.replace(
+        "  annotations: {k8s.v1.cni.cncf.io/policy-for: red-net}\n",
+        "",
+    );
+    let e = c.apply(apply(&bad, false)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("MultiNetworkPolicy x/web-red")
+            && e.message()
+                .contains("metadata.annotations[k8s.v1.cni.cncf.io/policy-for]"),
+        "{}",
+        e.message()
+    );
+    c.apply(apply(MULTI_POLICY, false)).await.unwrap();
+    let got = c
+        .get(pb::GetRequest {
+            key: Some(key("MultiNetworkPolicy", "x", "web-red")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let v: serde_json::Value = serde_json::from_str(&got.object.unwrap().json).unwrap();
+    assert_eq!(v["apiVersion"], "k8s.cni.cncf.io/v1beta1");
+    assert_eq!(
+        v["metadata"]["annotations"]["k8s.v1.cni.cncf.io/policy-for"],
+        "red-net"
+    );
+
+    // The rules are listed with their network.
+    let rules = c
+        .list_policy_rules(pb::ListPolicyRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<(&str, i32)> = rules
+        .rules
+        .iter()
+        .map(|r| (r.policy.as_str(), r.index))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("MultiNetworkPolicy x/web-red (network red)", -1),
+            ("MultiNetworkPolicy x/web-red (network red)", 0),
+        ]
+    );
+
+    // Explain in red: pods are their red addresses.
+    let ask = |network: &str, port: u32| pb::ExplainRequest {
+        from: "x/b".into(),
+        to: "x/a".into(),
+        protocol: "tcp".into(),
+        port,
+        network: network.into(),
+    };
+    let r = c.explain(ask("red", 80)).await.unwrap().into_inner();
+    assert!(r.allowed);
+    assert_eq!(
+        (r.from_address.as_str(), r.to_address.as_str()),
+        ("10.10.0.11", "10.10.0.10")
+    );
+    assert_eq!(r.rule.unwrap().index, 0);
+    let r = c.explain(ask("red", 22)).await.unwrap().into_inner();
+    assert!(!r.allowed);
+    // The pod network has no policy: pod IPs, allowed by default.
+    let r = c.explain(ask("", 22)).await.unwrap().into_inner();
+    assert!(r.allowed && r.rule.is_none());
+    assert_eq!(r.to_address, "10.244.0.10");
+    let e = c.explain(ask("blue", 80)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("no Network \"blue\""),
+        "{}",
+        e.message()
+    );
     f.stop().await;
 }

@@ -1186,18 +1186,24 @@ fn one_tcp_stream_through_sluice_and_through_the_kernel() {
 /// The pod's blue attachment reports its MAC (a static neighbour); the
 /// red one does not (Sluice resolves it with ARP).
 struct MultiLab {
+    /// Servers in the pod's namespace, killed first.
+    servers: Vec<Child>,
     daemon: Option<Daemon>,
     api: String,
     dir: PathBuf,
     blue: Netns,
     red: Netns,
+    pod: Netns,
     /// Kept for its lifetime: the namespaces go when the lab does.
-    _pod: Netns,
     _router: Netns,
 }
 
 impl Drop for MultiLab {
     fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
         if std::thread::panicking() {
             if let Some(d) = &self.daemon {
                 eprintln!("sluiced log:\n{}", d.log().join("\n"));
@@ -1320,12 +1326,13 @@ spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
         .unwrap();
         sluicectl_ok(&api, &["apply", "-f", manifest.to_str().unwrap()]);
         MultiLab {
+            servers: Vec::new(),
             daemon: Some(daemon),
             api,
             dir,
             blue,
             red,
-            _pod: pod,
+            pod,
             _router: router,
         }
     }
@@ -1349,22 +1356,78 @@ spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
     }
 
     fn no_route_drops(&self) -> u64 {
+        self.drops("no_route")
+    }
+
+    fn drops(&self, reason: &str) -> u64 {
         let stats: serde_json::Value =
             serde_json::from_str(&sluicectl_ok(&self.api, &["stats", "-o", "json"])).unwrap();
-        stats["drops"]["no_route"].as_u64().unwrap_or(0)
+        stats["drops"][reason].as_u64().unwrap_or(0)
+    }
+
+    /// An HTTP server in the pod's namespace on `ip:port`.
+    fn serve(&mut self, ip: &str, port: u16) {
+        let root = self.dir.join(format!("www-{port}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("who"), format!("{ip}:{port}")).unwrap();
+        let mut cmd = self.pod.command("/usr/bin/python3");
+        die_with_test(&mut cmd);
+        cmd.args(["-m", "http.server", &port.to_string(), "--bind", ip])
+            .arg("--directory")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.servers.push(cmd.spawn().unwrap());
+    }
+
+    /// GETs `url` from `from` until it answers (the server may still be
+    /// starting), within 15 s.
+    fn get(&self, from: &Netns, url: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (code, body, _) = curl(from, &format!("--max-time 3 {url}"));
+            if code == Some(0) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "curl {url}: exit {code:?}\nstats: {}",
+                sluicectl_ok(&self.api, &["stats"])
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
+/// The pod's red attachment takes TCP 8080 from red's clients and opens
+/// nothing: a MultiNetworkPolicy for `red-net`.
+const RED_POLICY: &str = r#"apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: a-red
+  namespace: apps
+  annotations: {k8s.v1.cni.cncf.io/policy-for: red-net}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: 10.2.0.0/24}}]
+    ports: [{protocol: TCP, port: 8080}]
+  egress: []
+"#;
+
 /// A pod in two networks reaches each only through its own attachment:
 /// each network's client pings the pod's address in that network, and
-/// not its address in the other (no route there, counted).
+/// not its address in the other (no route there, counted). Then a
+/// MultiNetworkPolicy for red: curl's allowed connection works, a denied
+/// port times out (counted), blue is not judged.
 #[test]
 fn a_pod_in_two_networks_through_sluice_on_afpacket() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !tools_present("a_pod_in_two_networks_through_sluice_on_afpacket") {
         return;
     }
-    let lab = MultiLab::start();
+    let mut lab = MultiLab::start();
     lab.reach(&lab.blue, "10.10.0.5");
     lab.reach(&lab.red, "10.20.0.5");
     let before = lab.no_route_drops();
@@ -1380,6 +1443,56 @@ fn a_pod_in_two_networks_through_sluice_on_afpacket() {
     assert!(
         after >= before + 4,
         "four echo requests without a route: {before} -> {after}"
+    );
+
+    // MultiNetworkPolicy in red: 8080 is allowed (its replies pass the
+    // pod's egress deny-all), 8081 is not (shown to work first); blue is
+    // not judged.
+    lab.serve("10.20.0.5", 8080);
+    lab.serve("10.20.0.5", 8081);
+    assert_eq!(
+        lab.get(&lab.red, "http://10.20.0.5:8081/who"),
+        "10.20.0.5:8081"
+    );
+    let manifest = lab.dir.join("red-policy.yaml");
+    std::fs::write(&manifest, RED_POLICY).unwrap();
+    sluicectl_ok(&lab.api, &["apply", "-f", manifest.to_str().unwrap()]);
+    let denied = lab.drops("policy_denied");
+    assert_eq!(
+        lab.get(&lab.red, "http://10.20.0.5:8080/who"),
+        "10.20.0.5:8080"
+    );
+    let (code, body, _) = curl(
+        &lab.red,
+        "--connect-timeout 2 --max-time 2 http://10.20.0.5:8081/who",
+    );
+    assert_eq!(code, Some(28), "8081 must time out, got {body:?}");
+    assert!(lab.drops("policy_denied") > denied, "the SYN was denied");
+    lab.reach(&lab.blue, "10.10.0.5");
+    let rules = sluicectl_ok(&lab.api, &["policy-rules"]);
+    assert!(
+        rules.contains("MultiNetworkPolicy apps/a-red (network red)"),
+        "{rules}"
+    );
+    let listed = sluicectl_ok(&lab.api, &["get", "mnp", "-n", "apps"]);
+    assert!(listed.contains("a-red"), "{listed}");
+    let why = sluicectl_ok(
+        &lab.api,
+        &[
+            "explain",
+            "--network",
+            "red",
+            "--from",
+            "10.2.0.2",
+            "--to",
+            "apps/a",
+            "--port",
+            "8081",
+        ],
+    );
+    assert!(
+        why.starts_with("DENY") && why.contains("10.20.0.5"),
+        "{why}"
     );
 }
 

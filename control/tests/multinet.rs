@@ -4,7 +4,8 @@
 //! attachment; Services and NetworkPolicy belong to the pod network, so
 //! a ClusterIP is translated there and only routed in blue, and a policy
 //! that denies in the pod network does not judge red, where the pod has
-//! the same address.
+//! the same address. A MultiNetworkPolicy for red judges red's
+//! connections (replies of allowed ones pass) and nothing else.
 
 mod common;
 
@@ -285,22 +286,16 @@ impl Lab {
     /// Sends a TCP SYN from the client (10.0.0.10) into port `on`, and
     /// waits until the worker has decided it.
     fn syn(&mut self, on: &str, dst: &str, dport: u16) {
-        let f = PacketBuilder::new(CLIENT_MAC, port_mac(Lab::port(on)))
-            .ipv4(
-                Ipv4Addr::new(10, 0, 0, 10),
-                dst.parse::<Ipv4Addr>().unwrap(),
-            )
-            .tcp(40000 + self.sent as u16, dport, tcp_flags::SYN)
-            .build();
-        let mut p = self.pool.alloc().unwrap();
-        assert!(p.fill(&f));
-        self.peers[Lab::port(on)].inject(p).unwrap();
-        self.sent += 1;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.engine.stats().rx_packets < self.sent {
-            assert!(Instant::now() < deadline, "the worker took the packet");
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        let sport = 40000 + self.sent as u16;
+        self.tcp(
+            on,
+            CLIENT_MAC,
+            "10.0.0.10",
+            sport,
+            dst,
+            dport,
+            tcp_flags::SYN,
+        );
     }
 
     /// Sends `n` 1000-byte UDP datagrams from `src` to the client
@@ -326,6 +321,45 @@ impl Lab {
             assert!(Instant::now() < deadline, "the worker took the packets");
             std::thread::sleep(Duration::from_micros(200));
         }
+    }
+
+    /// Sends one TCP segment `src:sport -> dst:dport` from `src_mac` into
+    /// port `on`, and waits until the worker has decided it.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &mut self,
+        on: &str,
+        src_mac: [u8; 6],
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        flags: u8,
+    ) {
+        let f = PacketBuilder::new(src_mac, port_mac(Lab::port(on)))
+            .ipv4(
+                src.parse::<Ipv4Addr>().unwrap(),
+                dst.parse::<Ipv4Addr>().unwrap(),
+            )
+            .tcp(sport, dport, flags)
+            .build();
+        let mut p = self.pool.alloc().unwrap();
+        assert!(p.fill(&f));
+        self.peers[Lab::port(on)].inject(p).unwrap();
+        self.sent += 1;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.engine.stats().rx_packets < self.sent {
+            assert!(Instant::now() < deadline, "the worker took the packet");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Applies manifests and waits until the workers run the result.
+    fn apply(&self, yaml: &str) {
+        let applied = self.controller.apply(changes(yaml), false).unwrap();
+        assert!(self
+            .controller
+            .wait_for_workers(applied.generation, Duration::from_secs(10)));
     }
 
     /// Every frame transmitted on each port so far.
@@ -511,4 +545,148 @@ fn attachments_to_missing_definitions_are_refused_whole() {
     assert!(controller
         .get(&ObjectKey::namespaced(Kind::Pod, "apps", "web"))
         .is_none());
+}
+
+/// Pod `a` in red is isolated both ways by a MultiNetworkPolicy for
+/// `red-net` that allows TCP 80 in from the client's red address only.
+const RED_POLICY: &str = r#"
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: a-red
+  namespace: apps
+  annotations: {k8s.v1.cni.cncf.io/policy-for: apps/red-net}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: 10.0.0.10/32}}]
+    ports: [{protocol: TCP, port: 80}]
+  egress: []
+"#;
+
+#[test]
+fn a_multi_network_policy_judges_red_connections_and_replies_of_allowed_ones_pass() {
+    let mut lab = Lab::start();
+    lab.apply(RED_POLICY);
+    let denied = lab.drops("policy_denied");
+
+    // Allowed: the client's SYN to a's red address on 80 reaches r-a...
+    lab.tcp(
+        "r0",
+        CLIENT_MAC,
+        "10.0.0.10",
+        41000,
+        "10.244.0.5",
+        80,
+        tcp_flags::SYN,
+    );
+    only(&lab.collect(), "r-a", (POD_A_RED_MAC, "10.244.0.5", 80));
+    // ...and a's SYN-ACK passes back, though a's egress allows nothing
+    // new: the connection exists.
+    lab.tcp(
+        "r-a",
+        POD_A_RED_MAC,
+        "10.244.0.5",
+        80,
+        "10.0.0.10",
+        41000,
+        tcp_flags::SYN | tcp_flags::ACK,
+    );
+    only(&lab.collect(), "r0", (CLIENT_MAC, "10.0.0.10", 41000));
+    lab.tcp(
+        "r0",
+        CLIENT_MAC,
+        "10.0.0.10",
+        41000,
+        "10.244.0.5",
+        80,
+        tcp_flags::ACK,
+    );
+    only(&lab.collect(), "r-a", (POD_A_RED_MAC, "10.244.0.5", 80));
+    assert_eq!(lab.drops("policy_denied"), denied);
+
+    // Denied: another port in, and a new connection out of a.
+    lab.tcp(
+        "r0",
+        CLIENT_MAC,
+        "10.0.0.10",
+        41001,
+        "10.244.0.5",
+        81,
+        tcp_flags::SYN,
+    );
+    no_pod_port(&lab.collect());
+    lab.tcp(
+        "r-a",
+        POD_A_RED_MAC,
+        "10.244.0.5",
+        41002,
+        "10.0.0.10",
+        80,
+        tcp_flags::SYN,
+    );
+    assert!(lab.collect().iter().all(|f| f.is_empty()), "nothing left");
+    assert_eq!(lab.drops("policy_denied"), denied + 2);
+
+    // Blue is not judged: a's blue address takes anything.
+    lab.syn("b0", "10.10.0.5", 81);
+    only(&lab.collect(), "b-a", (POD_A_BLUE_MAC, "10.10.0.5", 81));
+    // The pod network keeps its own NetworkPolicy (isolate-a: nothing in),
+    // and web, which no policy selects, is reached.
+    lab.syn("d0", "10.244.0.5", 80);
+    no_pod_port(&lab.collect());
+    assert_eq!(lab.drops("policy_denied"), denied + 3);
+    lab.syn("d0", "10.244.0.7", 8080);
+    only(
+        &lab.collect(),
+        "d1",
+        ([2, 0, 0, 0, 0xa0, 7], "10.244.0.7", 8080),
+    );
+
+    // Counters: red's rule allowed one connection, red's isolations
+    // denied one packet each way; the pod network's isolation one.
+    let tables = lab.controller.tables().load();
+    let count = |policy: &str, index: Option<u32>, dir: &str| {
+        tables
+            .policy
+            .tables()
+            .flat_map(|(_, t)| {
+                t.rules()
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, r)| (t, i as u32, r))
+            })
+            .find(|(_, _, r)| r.policy == policy && r.index == index && r.direction.name() == dir)
+            .map(|(t, i, _)| t.counters().unwrap().get(i))
+            .unwrap_or_else(|| panic!("{policy} {index:?} {dir}"))
+    };
+    let red = "MultiNetworkPolicy apps/a-red (network red)";
+    assert_eq!(count(red, Some(0), "Ingress").allowed_connections, 1);
+    assert_eq!(count(red, None, "Ingress").denied_packets, 1);
+    assert_eq!(count(red, None, "Egress").denied_packets, 1);
+    assert_eq!(
+        count("NetworkPolicy apps/isolate-a", None, "Ingress").denied_packets,
+        1
+    );
+
+    // Deleting the policy: red is not judged any more.
+    let applied = lab
+        .controller
+        .apply(
+            vec![Change::Delete(ObjectKey::namespaced(
+                Kind::MultiNetworkPolicy,
+                "apps",
+                "a-red",
+            ))],
+            false,
+        )
+        .unwrap();
+    assert!(lab
+        .controller
+        .wait_for_workers(applied.generation, Duration::from_secs(10)));
+    lab.syn("r0", "10.244.0.5", 81);
+    only(&lab.collect(), "r-a", (POD_A_RED_MAC, "10.244.0.5", 81));
+
+    lab.engine.stop();
 }

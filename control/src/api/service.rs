@@ -566,10 +566,23 @@ impl Control for ControlService {
         self.blocking(move |this| {
             use crate::policy::explain as ex;
             let c = &this.controller;
+            let tables = c.tables().load();
+            // The table of the connection's network (none: nothing judged).
+            let network = match req.network.as_str() {
+                "" => crate::model::DEFAULT_NETWORK,
+                n => n,
+            };
+            let id = tables
+                .networks
+                .iter()
+                .position(|n| n.name == network)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!("network: no Network {network:?}"))
+                })?;
             let lookup = |k: &crate::model::ObjectKey| c.get(k).map(|s| s.object);
-            let from = ex::resolve_endpoint(&req.from, lookup)
+            let from = ex::resolve_endpoint_in(&req.from, &req.network, lookup)
                 .map_err(|m| Status::invalid_argument(format!("from: {m}")))?;
-            let to = ex::resolve_endpoint(&req.to, lookup)
+            let to = ex::resolve_endpoint_in(&req.to, &req.network, lookup)
                 .map_err(|m| Status::invalid_argument(format!("to: {m}")))?;
             let proto = ex::protocol_number(&req.protocol)
                 .map_err(|m| Status::invalid_argument(format!("protocol: {m}")))?;
@@ -577,8 +590,12 @@ impl Control for ControlService {
                 .map_err(|_| Status::invalid_argument("port: must be 0-65535"))?;
             let (src, dst) =
                 ex::pick_pair(&from.addresses, &to.addresses).map_err(Status::invalid_argument)?;
-            let tables = c.tables().load();
-            let r = ex::explain(&tables.policy, src, dst, proto, port);
+            let table = tables
+                .policy
+                .for_network(id as u16)
+                .cloned()
+                .unwrap_or_default();
+            let r = ex::explain(&table, src, dst, proto, port);
             Ok(Response::new(pb::ExplainResponse {
                 allowed: r.allowed,
                 from_address: r.from.to_string(),
@@ -599,15 +616,17 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ListPolicyRulesResponse>, Status> {
         self.blocking(|this| {
             let tables = this.controller.tables().load();
-            let p = &tables.policy;
-            let rules = p
-                .rules()
-                .iter()
-                .enumerate()
-                .map(|(i, info)| {
-                    rule_to_pb(&crate::policy::explain::NamedRule {
-                        info: info.clone(),
-                        count: p.counters().map(|c| c.get(i as u32)).unwrap_or_default(),
+            // The pod network's rules, then each secondary network's
+            // (MultiNetworkPolicy; their policy names carry the network).
+            let rules = tables
+                .policy
+                .tables()
+                .flat_map(|(_, p)| {
+                    p.rules().iter().enumerate().map(move |(i, info)| {
+                        rule_to_pb(&crate::policy::explain::NamedRule {
+                            info: info.clone(),
+                            count: p.counters().map(|c| c.get(i as u32)).unwrap_or_default(),
+                        })
                     })
                 })
                 .collect();

@@ -149,6 +149,11 @@ enum Command {
         /// The destination (pod) port.
         #[arg(long)]
         port: u16,
+        /// The Sluice Network the connection is in (default: the pod
+        /// network); in another Network pods are their attachments there,
+        /// judged by its MultiNetworkPolicies.
+        #[arg(long, default_value = "")]
+        network: String,
     },
     /// Every policy rule with its counters (connections allowed, packets
     /// and bytes denied).
@@ -567,6 +572,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             to,
             proto,
             port,
+            network,
         } => {
             let r = client
                 .explain(pb::ExplainRequest {
@@ -574,6 +580,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     to: to.clone(),
                     protocol: proto.clone(),
                     port: port.into(),
+                    network,
                 })
                 .await
                 .map_err(refused)?

@@ -20,6 +20,7 @@
 //! | Interface, Network, Route, Neighbour, NetworkService, NetworkServiceEndpoint, Chain, MulticastGroup | `sluice.dev/v1` | cluster | [`sluice`] |
 //! | Bandwidth | `sluice.dev/v1` | namespaced | [`sluice`] |
 //! | NetworkAttachmentDefinition | `k8s.cni.cncf.io/v1` | namespaced | [`multus`] |
+//! | MultiNetworkPolicy | `k8s.cni.cncf.io/v1beta1` | namespaced | [`multus`] |
 //!
 //! Unknown fields are refused everywhere: the appliance's own types use
 //! `deny_unknown_fields`, and because k8s-openapi's deserializers skip unknown
@@ -50,7 +51,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-pub use multus::NetworkAttachmentDefinition;
+pub use multus::{MultiNetworkPolicy, NetworkAttachmentDefinition};
 pub use parse::{parse_documents, parse_manifests};
 pub use policy_api::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
 pub use selector::{LabelSelectorError, Selector};
@@ -249,6 +250,7 @@ kinds! {
     Chain => SLUICE_API_VERSION, false;
     MulticastGroup => SLUICE_API_VERSION, false;
     NetworkAttachmentDefinition => multus::NAD_API_VERSION, true;
+    MultiNetworkPolicy => multus::MNP_API_VERSION, true;
 }
 
 impl Kind {

@@ -36,6 +36,13 @@ pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 /// addresses and MAC.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 
+/// The API group and version of MultiNetworkPolicy.
+pub const MNP_API_VERSION: &str = "k8s.cni.cncf.io/v1beta1";
+
+/// The MultiNetworkPolicy annotation naming the attachment definitions
+/// (networks) the policy is for.
+pub const POLICY_FOR_ANNOTATION: &str = "k8s.v1.cni.cncf.io/policy-for";
+
 /// The CNI plugin type whose configuration Sluice reads.
 pub const SLUICE_CNI_TYPE: &str = "sluice";
 
@@ -55,6 +62,78 @@ pub struct NetworkAttachmentDefinitionSpec {
 resource! {
     /// A network pods may attach to besides the pod network (Multus).
     NetworkAttachmentDefinition, api_version: NAD_API_VERSION, spec: NetworkAttachmentDefinitionSpec
+}
+
+resource! {
+    /// NetworkPolicy for Multus networks (the Network Plumbing Working
+    /// Group's multi-networkpolicy): a NetworkPolicy spec that applies to
+    /// the pods' attachments through the definitions its
+    /// [`POLICY_FOR_ANNOTATION`] names, and to nothing else.
+    MultiNetworkPolicy, api_version: MNP_API_VERSION,
+        spec: k8s_openapi::api::networking::v1::NetworkPolicySpec
+}
+
+/// The definitions (`namespace/name`) a MultiNetworkPolicy is for, from
+/// its [`POLICY_FOR_ANNOTATION`]: a comma-separated list of
+/// `[namespace/]name` (white space ignored, as multi-networkpolicy does),
+/// the policy's namespace where an item names none; duplicates are
+/// dropped. Missing, empty or malformed: refused, naming the annotation.
+pub fn policy_networks(mnp: &MultiNetworkPolicy) -> Result<Vec<(String, String)>, FieldError> {
+    let field = annotation_field(POLICY_FOR_ANNOTATION);
+    let Some(text) = mnp
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(POLICY_FOR_ANNOTATION))
+    else {
+        return Err((
+            field,
+            "required: the NetworkAttachmentDefinitions the policy is for, as \
+             \"[namespace/]name[,...]\""
+                .into(),
+        ));
+    };
+    let policy_ns = mnp
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(super::DEFAULT_NAMESPACE);
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err((
+            field,
+            "must name at least one NetworkAttachmentDefinition".into(),
+        ));
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, item) in compact.split(',').enumerate() {
+        let at = |m: String| {
+            (
+                field.clone(),
+                format!("item {} ({item:?}): {m}; expected [namespace/]name", i + 1),
+            )
+        };
+        if item.is_empty() {
+            return Err(at("empty".into()));
+        }
+        let (ns, name) = match item.split_once('/') {
+            Some((ns, name)) => {
+                if name.contains('/') {
+                    return Err(at("more than one '/'".into()));
+                }
+                names::dns1123_label(ns).map_err(|m| at(format!("namespace: {m}")))?;
+                (ns.to_string(), name)
+            }
+            None => (policy_ns.to_string(), item),
+        };
+        names::dns1123_subdomain(name).map_err(|m| at(format!("name: {m}")))?;
+        let pair = (ns, name.to_string());
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    Ok(out)
 }
 
 /// What an attachment definition means to Sluice.

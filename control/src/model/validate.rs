@@ -6,7 +6,7 @@
 //!
 //! Every refusal names the object, the field path and what was expected.
 
-use super::multus::NetworkAttachmentDefinition;
+use super::multus::{MultiNetworkPolicy, NetworkAttachmentDefinition};
 use super::names::{self, Protocol};
 use super::policy_api::{
     AdminAction, AdminNetworkPolicy, AdminPort, BaselineAdminNetworkPolicy, ClusterAction,
@@ -68,6 +68,7 @@ pub fn validate(obj: &Object) -> R {
         Object::Chain(o) => v.chain(o),
         Object::MulticastGroup(o) => v.multicast_group(o),
         Object::NetworkAttachmentDefinition(o) => v.network_attachment_definition(o),
+        Object::MultiNetworkPolicy(o) => v.multi_network_policy(o),
     }
 }
 
@@ -734,9 +735,21 @@ impl V {
     }
 
     fn network_policy(&self, np: &NetworkPolicy) -> R {
-        let Some(spec) = &np.spec else {
-            return Ok(());
-        };
+        match &np.spec {
+            Some(spec) => self.network_policy_spec(spec),
+            None => Ok(()),
+        }
+    }
+
+    /// A NetworkPolicy spec that applies to the attachments through the
+    /// definitions its policy-for annotation names (which need not exist
+    /// yet: the policy takes effect when they do).
+    fn multi_network_policy(&self, mnp: &MultiNetworkPolicy) -> R {
+        super::multus::policy_networks(mnp).map_err(|(field, message)| self.err(field, message))?;
+        self.network_policy_spec(&mnp.spec)
+    }
+
+    fn network_policy_spec(&self, spec: &k8s_openapi::api::networking::v1::NetworkPolicySpec) -> R {
         if let Some(s) = &spec.pod_selector {
             self.selector("spec.podSelector", s)?;
         }

@@ -4,9 +4,12 @@
 //!
 //! Endpoints are `NAMESPACE/POD` (resolved to the pod's IP through the
 //! desired state; with two families, the one the other side uses) or an
-//! IP address.
+//! IP address. In a secondary network ([`resolve_endpoint_in`]) a pod is
+//! its attachments' addresses there, judged by that network's
+//! MultiNetworkPolicy table.
 
-use crate::model::{Kind, Object, ObjectKey};
+use crate::model::multus::{self, AttachmentConfig};
+use crate::model::{Kind, Object, ObjectKey, DEFAULT_NETWORK};
 use sluice_dataplane::tables::policy::{
     DirectionDecision, Explanation, PolicyTable, RuleCount, RuleId, RuleInfo, NO_RULE,
 };
@@ -39,22 +42,63 @@ pub fn resolve_endpoint(
     let Some(Object::Pod(pod)) = lookup(&key) else {
         return Err(format!("Pod {ns}/{name}: no such pod"));
     };
+    let addresses = super::pod_ips(&pod);
+    if addresses.is_empty() {
+        return Err(format!(
+            "Pod {ns}/{name}: status.podIPs: the pod has no IP address yet"
+        ));
+    }
+    Ok(ResolvedEndpoint {
+        pod: Some(text.to_string()),
+        addresses,
+    })
+}
+
+/// [`resolve_endpoint`] in a Sluice Network: in the pod network (`""` or
+/// `default`) a pod is its pod IPs; in another Network it is the addresses
+/// of its attachments through definitions that join that Network.
+pub fn resolve_endpoint_in(
+    text: &str,
+    network: &str,
+    lookup: impl Fn(&ObjectKey) -> Option<Object>,
+) -> Result<ResolvedEndpoint, String> {
+    let text = text.trim();
+    if network.is_empty() || network == DEFAULT_NETWORK || text.parse::<IpAddr>().is_ok() {
+        return resolve_endpoint(text, lookup);
+    }
+    let Some((ns, name)) = text.split_once('/') else {
+        return Err(format!("{text:?}: expected NAMESPACE/POD or an IP address"));
+    };
+    let key = ObjectKey::namespaced(Kind::Pod, ns, name);
+    let Some(Object::Pod(pod)) = lookup(&key) else {
+        return Err(format!("Pod {ns}/{name}: no such pod"));
+    };
+    let attachments = multus::pod_attachments(&pod).map_err(|(f, m)| format!("{key}: {f}: {m}"))?;
     let mut addresses: Vec<IpAddr> = Vec::new();
-    if let Some(st) = &pod.status {
-        for ip in st.pod_ips.iter().flatten() {
-            if let Ok(a) = ip.ip.parse() {
-                addresses.push(a);
-            }
-        }
-        if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
-            if !addresses.contains(&a) {
-                addresses.push(a);
+    for a in attachments {
+        let nad = ObjectKey::namespaced(
+            Kind::NetworkAttachmentDefinition,
+            a.selection.namespace.clone(),
+            a.selection.name.clone(),
+        );
+        let Some(Object::NetworkAttachmentDefinition(d)) = lookup(&nad) else {
+            continue;
+        };
+        let joins = matches!(
+            multus::attachment_config(&d),
+            Ok(AttachmentConfig::Sluice { network: n, .. }) if n == network
+        );
+        for ip in a.ips.into_iter().filter(|_| joins) {
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
             }
         }
     }
     if addresses.is_empty() {
         return Err(format!(
-            "Pod {ns}/{name}: status.podIPs: the pod has no IP address yet"
+            "Pod {ns}/{name}: no attachment with an address in network {network:?} \
+             ({})",
+            multus::NETWORK_STATUS_ANNOTATION
         ));
     }
     Ok(ResolvedEndpoint {

@@ -31,8 +31,13 @@
 //! parse, a CIDR that does not, an unknown protocol, an experimental peer
 //! such as `domainNames`) fail closed: in a Deny rule they match every
 //! address or port; in an Allow or Pass rule they match nothing.
+//!
+//! MultiNetworkPolicy ([`multi`]) runs this same compiler once per
+//! secondary network, with that network's attachments as the pods;
+//! [`compile_all_policy`] puts those tables into the pod network's.
 
 pub mod explain;
+pub mod multi;
 #[cfg(test)]
 mod oracle_tests;
 
@@ -42,7 +47,7 @@ use crate::model::policy_api::{
 };
 use crate::model::{DesiredState, Object, Selector};
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sluice_dataplane::tables::policy::{
@@ -72,6 +77,18 @@ pub struct PolicyStats {
 /// addresses (allowed as sources).
 pub fn compile_policy(state: &DesiredState, node_addresses: &[IpAddr]) -> PolicyTable {
     compile_objects(state.iter().map(|s| &s.object), node_addresses).0
+}
+
+/// Compiles every network's policy: the pod network's as
+/// [`compile_policy`] does, with the secondary networks' MultiNetworkPolicy
+/// tables ([`multi::compile_networks`]) in it. `networks` names the
+/// networks by id, as the routing tables number them.
+pub fn compile_all_policy(
+    state: &DesiredState,
+    node_addresses: &[IpAddr],
+    networks: &[&str],
+) -> PolicyTable {
+    compile_policy(state, node_addresses).with_networks(multi::compile_networks(state, networks))
 }
 
 /// [`compile_policy`] over any list of objects, with its size.
@@ -111,7 +128,15 @@ struct PodInfo<'a> {
     addresses: Vec<IpAddr>,
     /// (name id, protocol, port)
     ports: Vec<NamedPort>,
+    /// In a secondary network: the attachment definition these addresses
+    /// come from (an index into `Compiler::definitions`); [`NO_SCOPE`] in
+    /// the pod network.
+    definition: u32,
 }
+
+/// No attachment definition: a pod-network pod, or a policy that applies
+/// to every pod.
+const NO_SCOPE: u32 = u32::MAX;
 
 /// A peer of a rule after resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +184,10 @@ struct PolicyDirectionRules {
     isolation: Option<RuleId>,
 }
 
+/// A pod peer as resolved: (namespace selector, pod selector, only this
+/// namespace, scope).
+type PodSetKey<'a> = (Selector, Selector, Option<&'a str>, Option<u32>);
+
 #[derive(Default)]
 struct Compiler<'a> {
     namespaces: HashMap<&'a str, &'a BTreeMap<String, String>>,
@@ -173,8 +202,13 @@ struct Compiler<'a> {
     groups: Vec<PolicyDirectionRules>,
     sets: Vec<SetKey>,
     set_ids: HashMap<SetKey, u32>,
-    pod_sets: HashMap<(Selector, Selector, Option<&'a str>), Option<u32>>,
+    pod_sets: HashMap<PodSetKey<'a>, Option<u32>>,
     empty_labels: BTreeMap<String, String>,
+    /// Sets of attachment definitions a MultiNetworkPolicy is for (sorted
+    /// definition ids), interned; `scope` indexes it while that policy's
+    /// subject and peers are resolved ([`NO_SCOPE`]: every pod).
+    scopes: Vec<Vec<u32>>,
+    scope: Option<u32>,
 }
 
 fn protocol(p: Option<&str>) -> Option<u8> {
@@ -205,6 +239,17 @@ fn fail_closed_peer(action: RuleAction) -> Option<PeerRef> {
 
 impl<'a> Compiler<'a> {
     fn inventory(&mut self, objects: &[&'a Object]) {
+        self.inventory_namespaces_and_nodes(objects);
+        for o in objects {
+            let Object::Pod(p) = o else { continue };
+            if p.spec.as_ref().is_none_or(|s| s.host_network == Some(true)) {
+                continue;
+            }
+            self.add_pod(o, pod_ips(p), NO_SCOPE);
+        }
+    }
+
+    fn inventory_namespaces_and_nodes(&mut self, objects: &[&'a Object]) {
         for o in objects {
             match o {
                 Object::Namespace(n) => {
@@ -225,57 +270,46 @@ impl<'a> Compiler<'a> {
                 _ => {}
             }
         }
-        for o in objects {
-            let Object::Pod(p) = o else { continue };
-            let Some(spec) = &p.spec else { continue };
-            if spec.host_network == Some(true) {
-                continue;
+    }
+
+    /// A pod with `addresses` (its pod IPs, or one attachment's addresses
+    /// in a secondary network, from `definition`); none: not a pod to
+    /// policy.
+    fn add_pod(&mut self, o: &'a Object, addresses: Vec<IpAddr>, definition: u32) {
+        let Object::Pod(p) = o else { return };
+        let Some(spec) = &p.spec else { return };
+        if addresses.is_empty() {
+            return;
+        }
+        let mut ports = Vec::new();
+        for c in &spec.containers {
+            for cp in c.ports.iter().flatten() {
+                let (Some(name), Some(proto), Some(port)) = (
+                    cp.name.as_deref(),
+                    protocol(cp.protocol.as_deref()),
+                    port_u16(cp.container_port),
+                ) else {
+                    continue;
+                };
+                let name = self.port_name(name);
+                ports.push(NamedPort { name, proto, port });
             }
-            let mut addresses: Vec<IpAddr> = Vec::new();
-            if let Some(st) = &p.status {
-                for ip in st.pod_ips.iter().flatten() {
-                    if let Ok(a) = ip.ip.parse() {
-                        addresses.push(a);
-                    }
-                }
-                if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
-                    if !addresses.contains(&a) {
-                        addresses.push(a);
-                    }
-                }
-            }
-            if addresses.is_empty() {
-                continue;
-            }
-            let mut ports = Vec::new();
-            for c in &spec.containers {
-                for cp in c.ports.iter().flatten() {
-                    let (Some(name), Some(proto), Some(port)) = (
-                        cp.name.as_deref(),
-                        protocol(cp.protocol.as_deref()),
-                        port_u16(cp.container_port),
-                    ) else {
-                        continue;
-                    };
-                    let name = self.port_name(name);
-                    ports.push(NamedPort { name, proto, port });
-                }
-            }
-            let namespace = o.namespace().unwrap_or("default");
-            let idx = self.pods.len() as u32;
-            self.pods.push(PodInfo {
-                namespace,
-                labels: o.labels(),
-                addresses,
-                ports,
-            });
-            self.pods_by_namespace
-                .entry(namespace)
-                .or_default()
-                .push(idx);
-            for (k, v) in o.labels() {
-                self.label_index.entry((k, v)).or_default().push(idx);
-            }
+        }
+        let namespace = o.namespace().unwrap_or("default");
+        let idx = self.pods.len() as u32;
+        self.pods.push(PodInfo {
+            namespace,
+            labels: o.labels(),
+            addresses,
+            ports,
+            definition,
+        });
+        self.pods_by_namespace
+            .entry(namespace)
+            .or_default()
+            .push(idx);
+        for (k, v) in o.labels() {
+            self.label_index.entry((k, v)).or_default().push(idx);
         }
     }
 
@@ -316,10 +350,15 @@ impl<'a> Compiler<'a> {
             Some(o) => n == o,
             None => ns.matches(self.namespace_labels(n)),
         };
+        let in_scope = |p: &PodInfo<'_>| match self.scope.and_then(|s| self.scopes.get(s as usize))
+        {
+            Some(defs) => defs.binary_search(&p.definition).is_ok(),
+            None => true,
+        };
         let mut out = Vec::new();
         let mut consider = |i: u32| {
             let p = &self.pods[i as usize];
-            if ns_ok(p.namespace) && pods.matches(p.labels) {
+            if ns_ok(p.namespace) && pods.matches(p.labels) && in_scope(p) {
                 out.push(i);
             }
         };
@@ -338,7 +377,8 @@ impl<'a> Compiler<'a> {
                 for n in names {
                     if ns.matches(self.namespace_labels(n)) {
                         for &i in &self.pods_by_namespace[*n] {
-                            if pods.matches(self.pods[i as usize].labels) {
+                            let p = &self.pods[i as usize];
+                            if pods.matches(p.labels) && in_scope(p) {
                                 out.push(i);
                             }
                         }
@@ -372,7 +412,7 @@ impl<'a> Compiler<'a> {
             Some(s) => Selector::from_label_selector(s).ok(),
         };
         let (ns, pods) = (read(ns)?, read(pods)?);
-        let key = (ns, pods, only_ns);
+        let key = (ns, pods, only_ns, self.scope);
         if let Some(&id) = self.pod_sets.get(&key) {
             return id.map(PeerRef::Set);
         }
@@ -497,88 +537,8 @@ impl<'a> Compiler<'a> {
             Object::NetworkPolicy(np) => {
                 let ns: &'a str = o.namespace().unwrap_or("default");
                 let name = format!("NetworkPolicy {ns}/{}", o.name());
-                let Some(spec) = &np.spec else { return true };
-                let subject = match &spec.pod_selector {
-                    None => {
-                        self.select_pods(&Selector::everything(), &Selector::everything(), Some(ns))
-                    }
-                    Some(s) => match Selector::from_label_selector(s) {
-                        Ok(s) => self.select_pods(&Selector::everything(), &s, Some(ns)),
-                        // Fail closed: isolate the whole namespace.
-                        Err(_) => self.select_pods(
-                            &Selector::everything(),
-                            &Selector::everything(),
-                            Some(ns),
-                        ),
-                    },
-                };
-                let types: Vec<&str> = match &spec.policy_types {
-                    Some(t) if !t.is_empty() => t.iter().map(String::as_str).collect(),
-                    _ if spec.egress.is_some() => vec!["Ingress", "Egress"],
-                    _ => vec!["Ingress"],
-                };
-                for (dir, key) in [
-                    (PolicyDirection::Ingress, "Ingress"),
-                    (PolicyDirection::Egress, "Egress"),
-                ] {
-                    if !types.contains(&key) {
-                        continue;
-                    }
-                    let iso = self.rule_info(
-                        &name,
-                        PolicyTier::NetworkPolicy,
-                        dir,
-                        None,
-                        None,
-                        RuleAction::Deny,
-                    );
-                    let rules_in: Vec<NpRule<'_>> = match dir {
-                        PolicyDirection::Ingress => spec
-                            .ingress
-                            .iter()
-                            .flatten()
-                            .map(|r| (r.from.as_ref(), r.ports.as_ref()))
-                            .collect(),
-                        PolicyDirection::Egress => spec
-                            .egress
-                            .iter()
-                            .flatten()
-                            .map(|r| (r.to.as_ref(), r.ports.as_ref()))
-                            .collect(),
-                    };
-                    let mut rules = Vec::new();
-                    for (i, (peers, ports)) in rules_in.into_iter().enumerate() {
-                        let id = self.rule_info(
-                            &name,
-                            PolicyTier::NetworkPolicy,
-                            dir,
-                            Some(i as u32),
-                            None,
-                            RuleAction::Allow,
-                        );
-                        let peers = match peers.filter(|p| !p.is_empty()) {
-                            None => vec![PeerRef::All],
-                            Some(list) => list.iter().filter_map(|p| self.np_peer(p, ns)).collect(),
-                        };
-                        let ports = ports.filter(|p| !p.is_empty()).map(|list| {
-                            list.iter()
-                                .filter_map(|p| self.np_port(p))
-                                .collect::<Vec<_>>()
-                        });
-                        rules.push(CompiledRule {
-                            id,
-                            sort_key: (PolicyTier::NetworkPolicy, 0, 0, name.clone(), i as u32),
-                            action: RuleAction::Allow,
-                            peers,
-                            ports,
-                        });
-                    }
-                    self.groups.push(PolicyDirectionRules {
-                        subject: subject.clone(),
-                        direction: dir,
-                        rules,
-                        isolation: Some(iso),
-                    });
+                if let Some(spec) = &np.spec {
+                    self.network_policy(&name, ns, spec);
                 }
                 true
             }
@@ -713,6 +673,91 @@ impl<'a> Compiler<'a> {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A NetworkPolicy spec in namespace `ns`, its rules reported as
+    /// `name`: Allow rules in the NetworkPolicy tier, isolating the pods it
+    /// selects in each of its policy types. Pods and peers are limited to
+    /// the current scope (a MultiNetworkPolicy's attachments).
+    fn network_policy(&mut self, name: &str, ns: &'a str, spec: &'a NetworkPolicySpec) {
+        let subject = match &spec.pod_selector {
+            None => self.select_pods(&Selector::everything(), &Selector::everything(), Some(ns)),
+            Some(s) => match Selector::from_label_selector(s) {
+                Ok(s) => self.select_pods(&Selector::everything(), &s, Some(ns)),
+                // Fail closed: isolate the whole namespace.
+                Err(_) => {
+                    self.select_pods(&Selector::everything(), &Selector::everything(), Some(ns))
+                }
+            },
+        };
+        let types: Vec<&str> = match &spec.policy_types {
+            Some(t) if !t.is_empty() => t.iter().map(String::as_str).collect(),
+            _ if spec.egress.is_some() => vec!["Ingress", "Egress"],
+            _ => vec!["Ingress"],
+        };
+        for (dir, key) in [
+            (PolicyDirection::Ingress, "Ingress"),
+            (PolicyDirection::Egress, "Egress"),
+        ] {
+            if !types.contains(&key) {
+                continue;
+            }
+            let iso = self.rule_info(
+                name,
+                PolicyTier::NetworkPolicy,
+                dir,
+                None,
+                None,
+                RuleAction::Deny,
+            );
+            let rules_in: Vec<NpRule<'_>> = match dir {
+                PolicyDirection::Ingress => spec
+                    .ingress
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.from.as_ref(), r.ports.as_ref()))
+                    .collect(),
+                PolicyDirection::Egress => spec
+                    .egress
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.to.as_ref(), r.ports.as_ref()))
+                    .collect(),
+            };
+            let mut rules = Vec::new();
+            for (i, (peers, ports)) in rules_in.into_iter().enumerate() {
+                let id = self.rule_info(
+                    name,
+                    PolicyTier::NetworkPolicy,
+                    dir,
+                    Some(i as u32),
+                    None,
+                    RuleAction::Allow,
+                );
+                let peers = match peers.filter(|p| !p.is_empty()) {
+                    None => vec![PeerRef::All],
+                    Some(list) => list.iter().filter_map(|p| self.np_peer(p, ns)).collect(),
+                };
+                let ports = ports.filter(|p| !p.is_empty()).map(|list| {
+                    list.iter()
+                        .filter_map(|p| self.np_port(p))
+                        .collect::<Vec<_>>()
+                });
+                rules.push(CompiledRule {
+                    id,
+                    sort_key: (PolicyTier::NetworkPolicy, 0, 0, name.to_string(), i as u32),
+                    action: RuleAction::Allow,
+                    peers,
+                    ports,
+                });
+            }
+            self.groups.push(PolicyDirectionRules {
+                subject: subject.clone(),
+                direction: dir,
+                rules,
+                isolation: Some(iso),
+            });
         }
     }
 
@@ -1107,6 +1152,25 @@ enum Gress<'b> {
 enum Ports<'b> {
     Admin(Option<&'b Vec<AdminPort>>),
     Cluster(Option<&'b Vec<ClusterProtocol>>),
+}
+
+/// A pod's pod-network addresses: `status.podIPs`, and `status.podIP` if
+/// it is not among them (unparsable ones are skipped).
+pub(crate) fn pod_ips(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<IpAddr> {
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    if let Some(st) = &pod.status {
+        for ip in st.pod_ips.iter().flatten() {
+            if let Ok(a) = ip.ip.parse() {
+                addresses.push(a);
+            }
+        }
+        if let Some(a) = st.pod_ip.as_deref().and_then(|a| a.parse().ok()) {
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+    }
+    addresses
 }
 
 fn addr_u128(a: IpAddr) -> u128 {

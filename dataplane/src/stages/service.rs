@@ -30,12 +30,15 @@
 //! decides whether it may be (`policy_denied` otherwise, and nothing is
 //! created, so its next packet is judged again).
 //!
-//! Services and policy belong to the pod network: only packets in the
-//! service table's network are looked up in it, and only those in
-//! [`POD_NETWORK`](crate::tables::POD_NETWORK) are judged by policy. A
-//! packet in another network (a Multus attachment's) is tracked in that
-//! network (connection keys carry it) and routed there untranslated, even
-//! when its destination equals a ClusterIP.
+//! Services belong to the pod network: only packets in the service
+//! table's network are looked up in it. A packet in another network (a
+//! Multus attachment's) is tracked in that network (connection keys carry
+//! it) and routed there untranslated, even when its destination equals a
+//! ClusterIP. Policy judges a new connection with the table of its own
+//! network ([`PolicyTable::for_network`](crate::tables::policy::PolicyTable::for_network)):
+//! NetworkPolicy and the admin tiers in
+//! [`POD_NETWORK`](crate::tables::POD_NETWORK), MultiNetworkPolicy in a
+//! secondary network that has one; a network without policy is not judged.
 //!
 //! Fragments are not tracked (no ports in later fragments); one addressed
 //! to a Service address is dropped (`service_fragment`).
@@ -384,9 +387,8 @@ impl ServiceStage {
         }
         let bytes = m.l3_len as u32;
         // Policy sees the real endpoint (after DNAT) and the real client,
-        // in the pod network only.
-        let policy = &cx.tables.policy;
-        if policy.applies_to(m.network) {
+        // judged by the table of the packet's own network.
+        if let Some(policy) = cx.tables.policy.for_network(m.network) {
             let v = policy.evaluate(m.family, m.proto, m.src, new.reply.src, new.reply.sport);
             policy.count(v, bytes);
             if !v.allow {

@@ -31,7 +31,8 @@ pub type NetworkId = u16;
 /// Services, NetworkPolicy and the admin tiers, and per-pod bandwidth
 /// limits apply to its packets only. A packet in another network (a
 /// Multus attachment's) is never looked up in those tables, whose keys
-/// are pod-network addresses that other networks may reuse.
+/// are pod-network addresses that other networks may reuse; its own
+/// network's MultiNetworkPolicy table judges it, if there is one.
 pub const POD_NETWORK: NetworkId = 0;
 
 /// One immutable generation of everything the workers read.
@@ -50,7 +51,8 @@ pub struct Tables {
     pub services: services::ServiceTable,
     /// Per-pod bandwidth limits (empty: nothing limited).
     pub bandwidth: bandwidth::BandwidthTable,
-    /// NetworkPolicy and the admin tiers (empty: everything allowed).
+    /// NetworkPolicy and the admin tiers, with the secondary networks'
+    /// MultiNetworkPolicy tables inside (empty: everything allowed).
     pub policy: policy::PolicyTable,
     /// Network service chains (empty: no traffic is steered).
     pub chains: chain::ChainTable,

@@ -44,10 +44,15 @@
 //!
 //! # Networks
 //!
-//! The table describes the pod network ([`POD_NETWORK`]): its pods are
-//! known by their `status.podIPs`. Connections in other networks (Multus
-//! attachments) are not judged ([`PolicyTable::applies_to`]), so an
-//! address another network reuses is never mistaken for a pod.
+//! A table describes one network. The top-level table is the pod
+//! network's ([`POD_NETWORK`]): its pods are known by their
+//! `status.podIPs`, and NetworkPolicy and the admin tiers fill it. It
+//! carries one more table per secondary network that MultiNetworkPolicies
+//! name ([`PolicyTable::with_networks`]), whose pods are known by their
+//! addresses in that network (Multus attachments). A connection is judged
+//! by the table of its own network only ([`PolicyTable::for_network`]), so
+//! an address another network reuses is never mistaken for a pod; a
+//! network without a table is not judged.
 
 use crate::tables::services::FamilyNum;
 use crate::tables::{NetworkId, POD_NETWORK};
@@ -285,6 +290,10 @@ struct Compiled {
 #[derive(Clone, Default)]
 pub struct PolicyTable {
     inner: Option<Arc<Compiled>>,
+    /// The secondary networks' tables, indexed by [`NetworkId`] (entry
+    /// [`POD_NETWORK`] and networks without MultiNetworkPolicy are empty
+    /// tables); `None` when no network has one.
+    networks: Option<Arc<[PolicyTable]>>,
 }
 
 impl core::fmt::Debug for PolicyTable {
@@ -522,6 +531,7 @@ impl PolicyTable {
             }
         }
         Ok(PolicyTable {
+            networks: None,
             inner: Some(Arc::new(Compiled {
                 rules: parts.rules.into_boxed_slice(),
                 pods,
@@ -539,19 +549,73 @@ impl PolicyTable {
         })
     }
 
-    /// No policy at all: every connection is allowed without a lookup.
+    /// No policy at all, in any network: every connection is allowed
+    /// without a lookup.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.inner.is_none()
+        self.inner.is_none() && self.networks.is_none()
     }
 
-    /// Whether a new connection in `network` is judged here: policies are
-    /// about pod-network addresses ([`POD_NETWORK`]); connections in other
-    /// networks are not judged (as with Multus, where NetworkPolicy covers
-    /// the cluster network only).
+    /// This (pod-network) table with the secondary networks' tables,
+    /// `networks[id]` for network `id` (entry [`POD_NETWORK`] is ignored;
+    /// the secondary tables' own secondary tables are dropped). Trailing
+    /// and all-empty lists are stored as nothing.
+    pub fn with_networks(mut self, networks: Vec<PolicyTable>) -> PolicyTable {
+        let mut networks: Vec<PolicyTable> = networks
+            .into_iter()
+            .enumerate()
+            .map(|(id, t)| {
+                if id == POD_NETWORK as usize || id > NetworkId::MAX as usize {
+                    PolicyTable::default()
+                } else {
+                    PolicyTable {
+                        inner: t.inner,
+                        networks: None,
+                    }
+                }
+            })
+            .collect();
+        while networks.last().is_some_and(|t| t.inner.is_none()) {
+            networks.pop();
+        }
+        self.networks = (!networks.is_empty()).then(|| networks.into());
+        self
+    }
+
+    /// The table that judges new connections in `network`: this one for
+    /// the pod network, the network's own for a secondary network; `None`
+    /// when that network has no policy (nothing is judged there).
+    #[inline]
+    pub fn for_network(&self, network: NetworkId) -> Option<&PolicyTable> {
+        if network == POD_NETWORK {
+            return self.inner.is_some().then_some(self);
+        }
+        self.networks
+            .as_deref()?
+            .get(network as usize)
+            .filter(|t| t.inner.is_some())
+    }
+
+    /// Whether a new connection in `network` is judged
+    /// ([`for_network`](Self::for_network) has a table for it).
     #[inline]
     pub fn applies_to(&self, network: NetworkId) -> bool {
-        network == POD_NETWORK && self.inner.is_some()
+        self.for_network(network).is_some()
+    }
+
+    /// Every network's table that has policy: the pod network's first,
+    /// then the secondary networks' by id.
+    pub fn tables(&self) -> impl Iterator<Item = (NetworkId, &PolicyTable)> {
+        let pod = self.inner.is_some().then_some((POD_NETWORK, self));
+        let secondary = self
+            .networks
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.inner.is_some())
+            .map(|(id, t)| (id as NetworkId, t));
+        pod.into_iter().chain(secondary)
     }
 
     pub fn rules(&self) -> &[RuleInfo] {
@@ -593,8 +657,19 @@ impl PolicyTable {
         }
     }
 
-    /// Table size estimate in bytes.
+    /// Table size estimate in bytes, the secondary networks' included.
     pub fn memory_bytes(&self) -> usize {
+        let secondary: usize = self
+            .networks
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(PolicyTable::memory_bytes)
+            .sum();
+        secondary + self.own_memory_bytes()
+    }
+
+    fn own_memory_bytes(&self) -> usize {
         let Some(c) = &self.inner else { return 0 };
         use core::mem::size_of;
         c.pods.capacity() * (size_of::<((FamilyNum, u128), PodIdentity)>() + 1)
@@ -1168,6 +1243,45 @@ mod tests {
         t.count(v, 50);
         let c = t.counters().unwrap().get(0);
         assert_eq!((c.denied_packets, c.denied_bytes), (2, 150));
+    }
+
+    #[test]
+    fn each_network_is_judged_by_its_own_table() {
+        let red = table();
+        let pod = PolicyTable::default();
+        assert!(pod.is_empty() && pod.for_network(POD_NETWORK).is_none());
+        // Network 2 has the table; 1 and 3 have none; entry 0 of the list
+        // is never the pod network's.
+        let t = PolicyTable::default().with_networks(vec![
+            red.clone(),
+            PolicyTable::default(),
+            red.clone(),
+            PolicyTable::default(),
+        ]);
+        assert!(!t.is_empty());
+        assert!(t.for_network(POD_NETWORK).is_none());
+        assert!(t.for_network(1).is_none() && t.for_network(3).is_none());
+        assert!(t.for_network(NetworkId::MAX).is_none());
+        let r = t.for_network(2).unwrap();
+        assert!(!r.evaluate(4, TCP, a4("8.8.8.8"), a4("10.0.0.1"), 80).allow);
+        assert!(t.applies_to(2) && !t.applies_to(1));
+        assert_eq!(t.tables().map(|(id, _)| id).collect::<Vec<_>>(), [2]);
+        assert_eq!(t.memory_bytes(), red.memory_bytes());
+        // With a pod-network table too: both, the pod network first; the
+        // secondary tables share the counters of the table they were.
+        let t = red
+            .clone()
+            .with_networks(vec![PolicyTable::default(), red.clone()]);
+        assert_eq!(t.tables().map(|(id, _)| id).collect::<Vec<_>>(), [0, 1]);
+        let v = t
+            .for_network(1)
+            .unwrap()
+            .evaluate(4, TCP, a4("8.8.8.8"), a4("10.0.0.1"), 80);
+        t.for_network(1).unwrap().count(v, 60);
+        assert_eq!(red.counters().unwrap().get(3).denied_packets, 1);
+        // Nothing but empty tables: stored as nothing.
+        let t = PolicyTable::default().with_networks(vec![PolicyTable::default(); 3]);
+        assert!(t.is_empty() && t.tables().next().is_none());
     }
 
     #[test]
