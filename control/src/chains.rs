@@ -653,6 +653,7 @@ impl ChainCompiler {
             return Ok(Function::Firewall(Firewall {
                 rules: rules.into(),
                 default_allow: fw.default_action == FirewallAction::Allow,
+                allow_non_ip: true,
             }));
         }
         if f.counter.is_some() {

@@ -101,6 +101,7 @@ fn function(kind: &str) -> Result<Function, String> {
             ]
             .into(),
             default_allow: false,
+            allow_non_ip: true,
         }),
         "nat" => Function::Nat(Netmap {
             inside: net24([10, 0, 0, 0]),
