@@ -628,19 +628,7 @@ impl ChainCompiler {
         policers: &mut HashMap<String, Arc<Limiter>>,
     ) -> Result<Function, CompileError> {
         if let Some(x) = &e.spec.interfaces {
-            let port = |name: &str, field: &str| -> Result<PortId, CompileError> {
-                base.ports
-                    .iter()
-                    .position(|p| p.name == name)
-                    .map(|i| i as PortId)
-                    .ok_or_else(|| {
-                        err(
-                            object,
-                            field,
-                            format!("this node has no port named {name:?}"),
-                        )
-                    })
-            };
+            let port = |name: &str, field: &str| port_named(base, name, object, field);
             let ingress = port(&x.ingress, "spec.interfaces.ingress")?;
             let egress = port(&x.egress, "spec.interfaces.egress")?;
             let mac = |p: PortId| base.ports[p as usize].mac;

@@ -143,20 +143,26 @@ impl Drop for Testpmd {
     }
 }
 
-/// Servers, testpmd and the daemon go first, then the namespaces.
-struct Lab {
+/// A lab's processes and files: servers, testpmd and the daemon are
+/// stopped (the daemon's log printed if the test failed) and the directory
+/// removed. A lab holds it before its namespaces, so it goes first.
+struct Processes {
     servers: Vec<Child>,
     testpmd: Option<Testpmd>,
     daemon: Option<Daemon>,
-    api: String,
     dir: PathBuf,
+}
+
+struct Lab {
+    procs: Processes,
+    api: String,
     client: Netns,
     _router: Netns,
     _server1: Netns,
     _server2: Netns,
 }
 
-impl Drop for Lab {
+impl Drop for Processes {
     fn drop(&mut self) {
         for s in &mut self.servers {
             let _ = s.kill();
@@ -206,6 +212,35 @@ fn http_server(ns: &Netns, root: &Path, name: &str) -> Child {
     .stderr(Stdio::null())
     .spawn()
     .expect("python3 -m http.server starts")
+}
+
+/// sluiced in `ns` with one worker on `cpu` and these ports, its API on
+/// `api`; returns once it is ready.
+fn start_sluiced(
+    ns: &Netns,
+    dir: &Path,
+    node: &str,
+    api: &str,
+    cpu: usize,
+    ports: &[(&str, String)],
+) -> Daemon {
+    let mut config = format!(
+        "state_dir = \"{}\"\nworkers = 1\ncores = [{cpu}]\n\n[node]\nname = \"{node}\"\n\n[api]\nlisten = [\"{api}\"]\n",
+        dir.join("state").display()
+    );
+    for (name, backend) in ports {
+        config.push_str(&format!(
+            "\n[[port]]\nname = \"{name}\"\nbackend = \"{backend}\"\n"
+        ));
+    }
+    let config_path = dir.join("sluiced.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sluiced"));
+    cmd.arg("run").arg("--config").arg(&config_path);
+    die_with_test(&mut cmd);
+    let daemon = Daemon::spawn_command(cmd);
+    daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
+    daemon
 }
 
 const CHAIN: &str = r#"
@@ -331,29 +366,16 @@ impl Lab {
             ("cnf-in", format!("memif:{},master", sock_in.display())),
             ("cnf-out", format!("memif:{},master", sock_out.display())),
         ];
-        let mut config = format!(
-            "state_dir = \"{}\"\nworkers = 1\ncores = [{worker_cpu}]\n\n[node]\nname = \"router\"\n\n[api]\nlisten = [\"{api}\"]\n",
-            dir.join("state").display()
-        );
-        for (name, backend) in &ports {
-            config.push_str(&format!(
-                "\n[[port]]\nname = \"{name}\"\nbackend = \"{backend}\"\n"
-            ));
-        }
-        let config_path = dir.join("sluiced.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
-        cmd.arg("run").arg("--config").arg(&config_path);
-        die_with_test(&mut cmd);
-        let daemon = Daemon::spawn_command(cmd);
-        daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
+        let daemon = start_sluiced(&router, &dir, "router", &api, worker_cpu, &ports);
 
         let mut lab = Lab {
-            servers: Vec::new(),
-            testpmd: None,
-            daemon: Some(daemon),
+            procs: Processes {
+                servers: Vec::new(),
+                testpmd: None,
+                daemon: Some(daemon),
+                dir: dir.clone(),
+            },
             api,
-            dir: dir.clone(),
             client,
             _router: router,
             _server1: server1,
@@ -376,11 +398,13 @@ impl Lab {
         std::fs::write(&path, manifest).unwrap();
         sluicectl_ok(&lab.api, &["apply", "-f", path.to_str().unwrap()]);
 
-        lab.servers
+        lab.procs
+            .servers
             .push(http_server(&lab._server1, &dir.join("www1"), "server1"));
-        lab.servers
+        lab.procs
+            .servers
             .push(http_server(&lab._server2, &dir.join("www2"), "server2"));
-        lab.testpmd = Some(Testpmd::start("chain", &sock_in, &sock_out, testpmd_cpu));
+        lab.procs.testpmd = Some(Testpmd::start("chain", &sock_in, &sock_out, testpmd_cpu));
         lab
     }
 
@@ -486,7 +510,7 @@ fn tcp_crosses_firewall_testpmd_and_load_balancer_both_ways() {
     assert!(lab.drops("chain_denied") > denied);
 
     // Without the CNF the chain fails closed.
-    lab.testpmd.take();
+    lab.procs.testpmd.take();
     lab.wait_links(false);
     let down = lab.drops("chain_hop_down");
     let (code, _) = lab.curl("--max-time 2 http://10.96.0.10/who");
@@ -545,31 +569,11 @@ spec:
 "#;
 
 struct WireLab {
-    server: Option<Child>,
-    testpmd: Option<Testpmd>,
-    daemon: Option<Daemon>,
+    procs: Processes,
     api: String,
-    dir: PathBuf,
     client: Netns,
     server_ns: Netns,
     _router: Netns,
-}
-
-impl Drop for WireLab {
-    fn drop(&mut self) {
-        if let Some(s) = &mut self.server {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        self.testpmd.take();
-        if std::thread::panicking() {
-            if let Some(d) = &self.daemon {
-                eprintln!("sluiced log:\n{}", d.log().join("\n"));
-            }
-        }
-        self.daemon.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// An address on a host of the shared subnet (no gateway), IPv6 off so
@@ -609,46 +613,36 @@ impl WireLab {
             ("cnf-in", format!("memif:{},master", sock_in.display())),
             ("cnf-out", format!("memif:{},master", sock_out.display())),
         ];
-        let mut config = format!(
-            "state_dir = \"{}\"\nworkers = 1\ncores = [{worker_cpu}]\n\n[node]\nname = \"wire\"\n\n[api]\nlisten = [\"{api}\"]\n",
-            dir.join("state").display()
-        );
         let mut manifest = String::new();
         for (i, (name, backend)) in ports.iter().enumerate() {
-            config.push_str(&format!(
-                "\n[[port]]\nname = \"{name}\"\nbackend = \"{backend}\"\n"
-            ));
             manifest.push_str(&format!(
                 "apiVersion: sluice.dev/v1\nkind: Interface\nmetadata: {{name: {name}}}\nspec: {{backend: \"{backend}\", mac: \"02:00:00:00:0{}:01\"}}\n---\n",
                 i + 1
             ));
         }
         manifest.push_str(WIRE_CHAIN);
-        let config_path = dir.join("sluiced.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
-        cmd.arg("run").arg("--config").arg(&config_path);
-        die_with_test(&mut cmd);
-        let daemon = Daemon::spawn_command(cmd);
-        daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
+        let daemon = start_sluiced(&router, &dir, "wire", &api, worker_cpu, &ports);
         let mut lab = WireLab {
-            server: None,
-            testpmd: None,
-            daemon: Some(daemon),
+            procs: Processes {
+                servers: Vec::new(),
+                testpmd: None,
+                daemon: Some(daemon),
+                dir: dir.clone(),
+            },
             api,
-            dir: dir.clone(),
             client,
             server_ns,
             _router: router,
         };
         lab.apply("wire.yaml", &manifest);
-        lab.server = Some(http_server(&lab.server_ns, &dir.join("www"), "server"));
-        lab.testpmd = Some(Testpmd::start("l2chain", &sock_in, &sock_out, testpmd_cpu));
+        let server = http_server(&lab.server_ns, &dir.join("www"), "server");
+        lab.procs.servers.push(server);
+        lab.procs.testpmd = Some(Testpmd::start("l2chain", &sock_in, &sock_out, testpmd_cpu));
         lab
     }
 
     fn apply(&self, file: &str, manifest: &str) {
-        let path = self.dir.join(file);
+        let path = self.procs.dir.join(file);
         std::fs::write(&path, manifest).unwrap();
         sluicectl_ok(&self.api, &["apply", "-f", path.to_str().unwrap()]);
     }
@@ -774,7 +768,7 @@ fn an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts() {
     assert!(lab.ping(), "ping is not TCP and still crosses");
 
     // Without the CNF the chain fails closed: nothing crosses.
-    lab.testpmd.take();
+    lab.procs.testpmd.take();
     lab.api().wait_links(false);
     assert!(!lab.ping(), "the chain must not be bypassed");
     assert!(lab.api().drops("chain_hop_down") > 0);
