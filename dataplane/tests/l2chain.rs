@@ -434,3 +434,26 @@ fn a_burst_mixes_chain_frames_and_routed_ones() {
     }
     assert_eq!(h.tables.chains.hop_count(0).forward_packets, 20);
 }
+
+#[test]
+fn a_policer_hop_drops_what_exceeds_its_rate_by_frame_length() {
+    use sluice_dataplane::tables::bandwidth::{Limiter, Mode};
+    let mut p = parts(FailMode::Closed, true);
+    // 1 kbit/s with a burst of about two frames of this size.
+    let syn = tcp(A, B, 40000, 80, 0x02).build();
+    let burst = 2 * 8 * syn.len() as u64;
+    p.hops[0] = hop(
+        "police",
+        Function::Police(Arc::new(Limiter::new(1000, burst, Mode::Police))),
+    );
+    let mut h = Harness::new(tables(p), service_pipeline(&ServiceConfig::default()));
+    let out = h.run(&vec![(ENTRY, syn.clone()); 6]);
+    let passed = out.iter().filter(|(a, _)| *a == Action::Tx(CNF_IN)).count();
+    let policed = out
+        .iter()
+        .filter(|(a, _)| *a == Action::Drop(DropReason::ChainPoliced))
+        .count();
+    assert!((1..=3).contains(&passed), "{out:?}");
+    assert_eq!(passed + policed, 6);
+    assert_eq!(h.tables.chains.hop_count(0).dropped, policed as u64);
+}

@@ -269,3 +269,21 @@ pub fn run(
         ns_per_hop,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ethernet_variant_builds_an_ethernet_chain_and_refuses_nat() {
+        let t = chain_table(3, "firewall", "ethernet").unwrap();
+        assert!(t.has_l2());
+        assert_eq!(t.l2_ends(0), Some((0, 1)));
+        assert!(t.classifiers().is_empty());
+        let ip = chain_table(3, "firewall", "ip").unwrap();
+        assert!(!ip.has_l2() && ip.classifiers().len() == 1);
+        let e = chain_table(1, "nat", "ethernet").unwrap_err();
+        assert!(e.contains("rewrites addresses"), "{e}");
+        assert!(chain_table(1, "counter", "mpls").is_err());
+    }
+}
