@@ -36,6 +36,21 @@ use std::time::{Duration, Instant};
 
 const TESTPMD: &str = "dpdk-testpmd";
 
+/// Whether a lab test can run here (root, and the tools it starts);
+/// says why not.
+fn lab_can_run(test: &str) -> bool {
+    if !can_run(test) {
+        return false;
+    }
+    for tool in ["curl", "/usr/bin/python3", TESTPMD] {
+        if !have(tool) {
+            eprintln!("skipping {test}: needs {tool} (scripts/test installs it)");
+            return false;
+        }
+    }
+    true
+}
+
 /// The tests of this file run one at a time: each runs a daemon and
 /// testpmd, and CI has two cores.
 static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -440,15 +455,8 @@ impl Lab {
 
 #[test]
 fn tcp_crosses_firewall_testpmd_and_load_balancer_both_ways() {
-    let test = "tcp_crosses_firewall_testpmd_and_load_balancer_both_ways";
-    if !can_run(test) {
+    if !lab_can_run("tcp_crosses_firewall_testpmd_and_load_balancer_both_ways") {
         return;
-    }
-    for tool in ["curl", "/usr/bin/python3", TESTPMD] {
-        if !have(tool) {
-            eprintln!("skipping {test}: needs {tool} (scripts/test installs it)");
-            return;
-        }
     }
     let _serial = one_lab_at_a_time();
     let mut lab = Lab::start();
@@ -678,15 +686,8 @@ impl WireLab {
 
 #[test]
 fn an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts() {
-    let test = "an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts";
-    if !can_run(test) {
+    if !lab_can_run("an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts") {
         return;
-    }
-    for tool in ["curl", "/usr/bin/python3", TESTPMD] {
-        if !have(tool) {
-            eprintln!("skipping {test}: needs {tool} (scripts/test installs it)");
-            return;
-        }
     }
     let _serial = one_lab_at_a_time();
     let mut lab = WireLab::start();
