@@ -37,15 +37,15 @@
 use crate::compile::CompileError;
 use crate::model::sluice::{
     chain_protocol, BuiltinFunction, FailureMode, FirewallAction, Labels, Match, MirrorDirection,
-    MirrorSpec, NetworkServiceEndpoint, NetworkServiceSpec, PortSpec, Steering,
+    MirrorSpec, NetworkServiceEndpoint, NetworkServiceSpec, Payload, PortSpec, Steering,
 };
 use crate::model::{DesiredState, Kind, Object, Selector};
 use ipnet::IpNet;
 use sluice_dataplane::tables::bandwidth::{Limiter, Mode};
 use sluice_dataplane::tables::chain::{
     Chain, ChainParts, ChainTable, Classifier, Direction, External, FailMode, Firewall,
-    FirewallRule, Function, Hop, LbBackend, LoadBalancer, Mirror, Netmap, PortRange, Prefix,
-    TupleMatch,
+    FirewallRule, Function, Hop, L2Chain, L2Classifier, LbBackend, LoadBalancer, Mirror, Netmap,
+    PortRange, Prefix, TupleMatch,
 };
 use sluice_dataplane::tables::{PortId, Tables};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -409,6 +409,19 @@ struct Draft {
     /// Per steering rule, what its replies look like: sources (the rule's
     /// destinations and ports), destinations (its sources), protocol.
     reverse: Vec<ReverseRule>,
+    /// An ETHERNET chain: the object it comes from, its exit port, its
+    /// entry port (the steering's interface) and its forward classifiers.
+    l2: Option<L2Draft>,
+}
+
+struct L2Draft {
+    /// "Chain NAME" or "NetworkService NAME", for errors.
+    object: String,
+    /// The field that lists the hops ("spec.endpoints" for a Chain).
+    hops_field: Option<&'static str>,
+    entry: Option<PortId>,
+    exit: PortId,
+    forward: Vec<L2Classifier>,
 }
 
 type ReverseRule = (Vec<(Prefix, PortRange)>, Vec<Prefix>, u8);
@@ -450,6 +463,14 @@ impl ChainCompiler {
                 .map(|e| vec![(e.clone(), 1)])
                 .collect();
             let mut d = self.draft(format!("chain/{name}"), c.spec.failure_mode, hops);
+            if c.spec.payload == Payload::Ethernet {
+                d.l2 = Some(l2_draft(
+                    &object,
+                    Some("spec.endpoints"),
+                    c.spec.exit.as_deref(),
+                    base,
+                )?);
+            }
             for (i, st) in c.spec.steering.iter().enumerate() {
                 steer(&mut d, st, &[], base, &object, i)?;
             }
@@ -536,6 +557,9 @@ impl ChainCompiler {
                         mine.push(self.draft(cname, ns.spec.failure_mode, hops));
                         n
                     });
+                    if ns.spec.payload == Payload::Ethernet && mine[k].l2.is_none() {
+                        mine[k].l2 = Some(l2_draft(&object, None, ns.spec.exit.as_deref(), base)?);
+                    }
                     steer(&mut mine[k], st, &sources, base, &object, i)?;
                 }
             }
@@ -554,6 +578,7 @@ impl ChainCompiler {
             hops,
             forward: Vec::new(),
             reverse: Vec::new(),
+            l2: None,
         }
     }
 
@@ -565,6 +590,7 @@ impl ChainCompiler {
     ) -> Result<ChainCompiler, CompileError> {
         let mut parts = ChainParts::default();
         let mut reverse = Vec::new();
+        let mut l2_reverse = Vec::new();
         let mut policers = HashMap::new();
         // Which chain hop each external endpoint is in.
         let mut placed: HashMap<&str, String> = HashMap::new();
@@ -573,7 +599,7 @@ impl ChainCompiler {
             let first = parts.hops.len() as u32;
             let mut backends: Vec<(Prefix, PortRange)> = Vec::new();
             let mut outsides: Vec<Prefix> = Vec::new();
-            for names in &d.hops {
+            for (position, names) in d.hops.iter().enumerate() {
                 let mut candidates = Vec::new();
                 let slots = slot_counts(&names.iter().map(|(_, w)| *w).collect::<Vec<_>>());
                 for ((n, _), slots) in names.iter().zip(slots) {
@@ -586,6 +612,9 @@ impl ChainCompiler {
                         )
                     })?;
                     let f = self.function(e, &object, base, &mut policers)?;
+                    if let Some(l2) = &d.l2 {
+                        refuse_in_ethernet_chain(l2, &f, n, position)?;
+                    }
                     if let Function::External(_) = f {
                         if let Some(other) = placed.insert(n.as_str(), d.name.clone()) {
                             return Err(err(
@@ -682,10 +711,14 @@ impl ChainCompiler {
                     }
                 }
             }
+            if let Some(l2) = &d.l2 {
+                add_l2_chain(&mut parts, &mut l2_reverse, l2, cid)?;
+            }
             // Forward classifiers of all chains before any reverse one: a
             // request always matches as a request.
         }
         parts.classifiers.extend(reverse);
+        parts.l2_classifiers.extend(l2_reverse);
         let table = ChainTable::build(parts, self.table.links().clone())
             .map_err(|e| err("chains", "spec", e.0))?;
         Ok(ChainCompiler { table, policers })
@@ -699,19 +732,7 @@ impl ChainCompiler {
         policers: &mut HashMap<String, Arc<Limiter>>,
     ) -> Result<Function, CompileError> {
         if let Some(x) = &e.spec.interfaces {
-            let port = |name: &str, field: &str| -> Result<PortId, CompileError> {
-                base.ports
-                    .iter()
-                    .position(|p| p.name == name)
-                    .map(|i| i as PortId)
-                    .ok_or_else(|| {
-                        err(
-                            object,
-                            field,
-                            format!("this node has no port named {name:?}"),
-                        )
-                    })
-            };
+            let port = |name: &str, field: &str| port_named(base, name, object, field);
             let ingress = port(&x.ingress, "spec.interfaces.ingress")?;
             let egress = port(&x.egress, "spec.interfaces.egress")?;
             let mac = |p: PortId| base.ports[p as usize].mac;
@@ -758,6 +779,7 @@ impl ChainCompiler {
             return Ok(Function::Firewall(Firewall {
                 rules: rules.into(),
                 default_allow: fw.default_action == FirewallAction::Allow,
+                allow_non_ip: fw.non_ip != Some(FirewallAction::Deny),
             }));
         }
         if f.counter.is_some() {
@@ -889,19 +911,7 @@ fn steer(
     };
     let port = match &st.interface {
         None => None,
-        Some(n) => Some(
-            base.ports
-                .iter()
-                .position(|p| &p.name == n)
-                .map(|i| i as PortId)
-                .ok_or_else(|| {
-                    err(
-                        object,
-                        format!("{field}.interface"),
-                        format!("this node has no port named {n:?}"),
-                    )
-                })?,
-        ),
+        Some(n) => Some(port_named(base, n, object, &format!("{field}.interface"))?),
     };
     let proto = match &st.protocol {
         Some(p) => chain_protocol(p).map_err(|m| err(object, format!("{field}.protocol"), m))?,
@@ -918,6 +928,9 @@ fn steer(
     };
     let dst = prefixes(&st.destination);
     let ports = ranges(&st.ports);
+    if let Some(l2) = &mut d.l2 {
+        return steer_l2(l2, st, port, &src, &dst, proto, &ports, object, &field);
+    }
     for t in tuples(&src, &dst, proto, &[PortRange::ANY], &ports) {
         d.forward.push((network, port, t));
     }
@@ -926,6 +939,159 @@ fn steer(
         .flat_map(|p| ports.iter().map(move |r| (*p, *r)))
         .collect();
     d.reverse.push((rsrc, src, proto));
+    Ok(())
+}
+
+// ---- Ethernet chains ----
+
+/// A port by its Interface name.
+fn port_named(
+    base: &Tables,
+    name: &str,
+    object: &str,
+    field: &str,
+) -> Result<PortId, CompileError> {
+    base.ports
+        .iter()
+        .position(|p| p.name == name)
+        .map(|i| i as PortId)
+        .ok_or_else(|| {
+            err(
+                object,
+                field,
+                format!("this node has no port named {name:?}"),
+            )
+        })
+}
+
+/// An ETHERNET chain's draft: its exit resolved; the entry comes with the
+/// steering.
+fn l2_draft(
+    object: &str,
+    hops_field: Option<&'static str>,
+    exit: Option<&str>,
+    base: &Tables,
+) -> Result<L2Draft, CompileError> {
+    let exit = exit.ok_or_else(|| err(object, "spec.exit", "required for payload ETHERNET"))?;
+    Ok(L2Draft {
+        object: object.to_string(),
+        hops_field,
+        entry: None,
+        exit: port_named(base, exit, object, "spec.exit")?,
+        forward: Vec::new(),
+    })
+}
+
+/// The position of a hop in its chain's list of hops.
+/// An ETHERNET chain carries frames unchanged: a function that rewrites
+/// addresses has no place in it.
+fn refuse_in_ethernet_chain(
+    l2: &L2Draft,
+    f: &Function,
+    endpoint: &str,
+    position: usize,
+) -> Result<(), CompileError> {
+    if !matches!(f, Function::LoadBalancer(_) | Function::Nat(_)) {
+        return Ok(());
+    }
+    let field = match l2.hops_field {
+        Some(h) => format!("{h}[{position}]"),
+        None => "spec.payload".to_string(),
+    };
+    Err(err(
+        &l2.object,
+        field,
+        format!(
+            "NetworkServiceEndpoint {endpoint} is a {}, which rewrites addresses; an ETHERNET chain carries frames unchanged (firewall, counter, police or an external function)",
+            f.kind()
+        ),
+    ))
+}
+
+/// A steering rule of an ETHERNET chain: classifiers on its entry port,
+/// one per address and port combination when it names IP fields.
+#[allow(clippy::too_many_arguments)]
+fn steer_l2(
+    l2: &mut L2Draft,
+    st: &Steering,
+    port: Option<PortId>,
+    src: &[Prefix],
+    dst: &[Prefix],
+    proto: u8,
+    ports: &[PortRange],
+    object: &str,
+    field: &str,
+) -> Result<(), CompileError> {
+    let entry = port.ok_or_else(|| {
+        err(
+            object,
+            format!("{field}.interface"),
+            "required for payload ETHERNET",
+        )
+    })?;
+    if entry == l2.exit {
+        return Err(err(
+            object,
+            format!("{field}.interface"),
+            "must differ from spec.exit",
+        ));
+    }
+    if l2.entry.is_some_and(|e| e != entry) {
+        return Err(err(
+            object,
+            format!("{field}.interface"),
+            "an ETHERNET chain has one entry interface",
+        ));
+    }
+    l2.entry = Some(entry);
+    let base = L2Classifier {
+        chain: 0,
+        direction: Direction::Forward,
+        port: entry,
+        vlan: st.vlan,
+        ethertype: st.ether_type,
+        src_mac: st.source_mac.map(|m| m.0),
+        dst_mac: st.destination_mac.map(|m| m.0),
+        ip: None,
+    };
+    let names_ip =
+        proto != 0 || !st.ports.is_empty() || src.iter().chain(dst).any(|p| p.family != 0);
+    if !names_ip {
+        l2.forward.push(base);
+        return Ok(());
+    }
+    for t in tuples(src, dst, proto, &[PortRange::ANY], ports) {
+        l2.forward.push(L2Classifier {
+            ip: Some(t),
+            ..base
+        });
+    }
+    Ok(())
+}
+
+/// Adds an ETHERNET chain's ends and classifiers (forward now, reverse
+/// ones — on the exit, reflected — after every chain's forward ones).
+fn add_l2_chain(
+    parts: &mut ChainParts,
+    reverse: &mut Vec<L2Classifier>,
+    l2: &L2Draft,
+    cid: u16,
+) -> Result<(), CompileError> {
+    // A service whose steering selects no client still has its ends
+    // (and steers nothing).
+    let Some(entry) = l2.entry else {
+        return Ok(());
+    };
+    parts.l2.push(L2Chain {
+        chain: cid,
+        entry,
+        exit: l2.exit,
+    });
+    for k in &l2.forward {
+        let k = L2Classifier { chain: cid, ..*k };
+        parts.l2_classifiers.push(k);
+        reverse.push(k.reflected(l2.exit));
+    }
     Ok(())
 }
 
@@ -1444,5 +1610,170 @@ spec:
         s2.apply(&[Change::Delete(key.clone())]).unwrap();
         let p = c.prepare(&s2, &[key]).unwrap();
         assert!(c.apply(p).chains.is_empty());
+    }
+
+    // ---- Ethernet chains ----
+
+    const COUNTER: &str = r#"
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {name: client}
+spec: {backend: "mem:client", mac: "02:00:00:00:00:01"}
+---
+apiVersion: sluice.dev/v1
+kind: Interface
+metadata: {name: server}
+spec: {backend: "mem:server", mac: "02:00:00:00:00:02"}
+---
+apiVersion: sluice.dev/v1
+kind: NetworkServiceEndpoint
+metadata: {name: count}
+spec:
+  networkServiceNames: [web]
+  networkServiceLabels: {web: {labels: {app: count}}}
+  function: {counter: {}}
+"#;
+
+    fn l2_chain(endpoints: &str, steering: &str, exit: &str) -> String {
+        format!(
+            "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {{name: wire}}\nspec:\n  payload: ETHERNET\n  endpoints: {endpoints}\n  steering: {steering}\n{exit}"
+        )
+    }
+
+    #[test]
+    fn an_ethernet_chain_compiles_to_a_bump_in_the_wire() {
+        use sluice_dataplane::tables::chain::{L2Frame, PortRange};
+        let chain = l2_chain(
+            "[fw, cnf, count]",
+            "[{interface: client, vlan: 100}, {interface: client, source: [10.0.7.0/24], protocol: TCP, ports: [{port: 80}]}, {interface: client, etherType: 0x0806}]",
+            "  exit: server\n",
+        );
+        let s = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{chain}")).unwrap();
+        let t = compile(&s, &ctx()).unwrap().chains;
+        assert_eq!(t.chains()[0].name, "chain/wire");
+        assert_eq!(t.payload(0), "ETHERNET");
+        assert_eq!(t.l2_ends(0), Some((0, 1)));
+        assert!(t.classifiers().is_empty(), "no IP classifier");
+        let k = t.l2_classifiers();
+        assert_eq!(k.len(), 6, "{k:?}");
+        // Forward ones on the entry, in rule order, then the reverse ones on
+        // the exit, reflected.
+        assert!(k[..3]
+            .iter()
+            .all(|k| k.port == 0 && k.direction == Direction::Forward));
+        assert!(k[3..]
+            .iter()
+            .all(|k| k.port == 1 && k.direction == Direction::Reverse));
+        assert_eq!((k[0].vlan, k[0].ip), (Some(100), None));
+        assert_eq!(k[2].ethertype, Some(0x0806));
+        let ip = k[1].ip.unwrap();
+        assert_eq!((ip.proto, ip.dport), (6, PortRange::one(80)));
+        assert_eq!(k[4].ip.unwrap().sport, PortRange::one(80));
+        let reply = L2Frame {
+            ethertype: 0x0800,
+            tuple: tcp("10.0.7.9", 80, "10.0.7.2", 40000),
+            ..Default::default()
+        };
+        assert!(k[4].matches(1, &reply));
+        assert!(!k[1].matches(0, &reply));
+        // The CNF's ports are the chain's hop ports, as in an IP chain.
+        assert_eq!(t.port_hop(3).unwrap().position, 1);
+        // The firewall lets what is not IP through unless told otherwise.
+        let Function::Firewall(fw) = &t.hops()[0].candidates[0] else {
+            panic!("a firewall")
+        };
+        assert!(fw.allow_non_ip);
+    }
+
+    #[test]
+    fn a_firewall_may_deny_what_is_not_ip() {
+        let fw = "apiVersion: sluice.dev/v1\nkind: NetworkServiceEndpoint\nmetadata: {name: strict}\nspec: {function: {firewall: {nonIp: Deny, defaultAction: Allow}}}\n";
+        let chain = l2_chain("[strict]", "[{interface: client}]", "  exit: server\n");
+        let s = state(&format!(
+            "{INTERFACES}\n---\n{COUNTER}\n---\n{fw}\n---\n{chain}"
+        ))
+        .unwrap();
+        let t = compile(&s, &ctx()).unwrap().chains;
+        let Function::Firewall(fw) = &t.hops()[0].candidates[0] else {
+            panic!("a firewall")
+        };
+        assert!(!fw.allow_non_ip && fw.default_allow);
+    }
+
+    #[test]
+    fn an_ethernet_chain_refuses_functions_that_rewrite_addresses() {
+        let chain = l2_chain("[fw, lb]", "[{interface: client}]", "  exit: server\n");
+        let s = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{chain}")).unwrap();
+        let e = compile(&s, &ctx()).unwrap_err();
+        assert_eq!(e.object, "Chain wire");
+        assert_eq!(e.field, "spec.endpoints[1]");
+        assert!(
+            e.message
+                .contains("NetworkServiceEndpoint lb is a loadBalancer"),
+            "{e}"
+        );
+        // The same through a NetworkService's matches.
+        let svc = SERVICE.replace(
+            "  steering:\n  - {source: [10.0.1.0/24], destination: [10.96.0.10/32], protocol: TCP, ports: [{port: 80}]}",
+            "  payload: ETHERNET\n  exit: server\n  steering:\n  - {interface: client, labels: {app: x}}",
+        );
+        assert!(svc.contains("ETHERNET"));
+        let s = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{svc}")).unwrap();
+        let e = compile(&s, &ctx()).unwrap_err();
+        assert_eq!(
+            (e.object.as_str(), e.field.as_str()),
+            ("NetworkService web", "spec.payload")
+        );
+        assert!(e.message.contains("NetworkServiceEndpoint lb"), "{e}");
+    }
+
+    #[test]
+    fn an_ethernet_chain_needs_an_entry_and_an_exit_that_exist() {
+        let no_iface = l2_chain("[fw]", "[{source: [10.0.7.0/24]}]", "  exit: server\n");
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{no_iface}")).unwrap_err();
+        assert!(
+            e.contains("spec.steering[0].interface") && e.contains("ETHERNET"),
+            "{e}"
+        );
+        let no_exit = l2_chain("[fw]", "[{interface: client}]", "");
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{no_exit}")).unwrap_err();
+        assert!(e.contains("spec.exit"), "{e}");
+        let same = l2_chain("[fw]", "[{interface: client}]", "  exit: client\n");
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{same}")).unwrap_err();
+        assert!(e.contains("must differ from spec.exit"), "{e}");
+        let two = l2_chain(
+            "[fw]",
+            "[{interface: client}, {interface: cnf-in}]",
+            "  exit: server\n",
+        );
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{two}")).unwrap_err();
+        assert!(e.contains("spec.steering[1].interface"), "{e}");
+        let tpid = l2_chain(
+            "[fw]",
+            "[{interface: client, etherType: 0x8100}]",
+            "  exit: server\n",
+        );
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{tpid}")).unwrap_err();
+        assert!(e.contains("spec.steering[0].etherType"), "{e}");
+        // An exit that names no Interface: refused whole, naming the field.
+        let nowhere = l2_chain("[fw]", "[{interface: client}]", "  exit: nowhere\n");
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{nowhere}")).unwrap_err();
+        assert!(
+            e.contains("spec.exit") && e.contains("\"nowhere\", which does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ethernet_fields_are_refused_on_ip_chains() {
+        let exit = "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [fw], exit: server, steering: [{destination: [10.0.0.0/8]}]}\n";
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{exit}")).unwrap_err();
+        assert!(
+            e.contains("spec.exit") && e.contains("only for payload ETHERNET"),
+            "{e}"
+        );
+        let vlan = "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [fw], steering: [{destination: [10.0.0.0/8], vlan: 5}]}\n";
+        let e = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{vlan}")).unwrap_err();
+        assert!(e.contains("spec.steering[0].vlan"), "{e}");
     }
 }

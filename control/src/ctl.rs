@@ -322,6 +322,7 @@ pub fn chains_text(rows: &[pb::ChainHop]) -> String {
         .map(|h| {
             vec![
                 h.chain.clone(),
+                h.payload.clone(),
                 h.hop.clone(),
                 h.function.clone(),
                 format!("{}/{}", h.forward_packets, h.forward_bytes),
@@ -342,6 +343,7 @@ pub fn chains_text(rows: &[pb::ChainHop]) -> String {
     table(
         &[
             "CHAIN",
+            "PAYLOAD",
             "HOP",
             "FUNCTION",
             "FORWARD-PKTS/BYTES",

@@ -29,12 +29,37 @@
 mod common;
 
 use common::{sluicectl_ok, tempdir, Daemon};
-use sluice_dataplane::testing::netns::{can_run, have, veth, Netns};
+use sluice_dataplane::testing::netns::{can_run, format_mac, have, veth, Netns};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TESTPMD: &str = "dpdk-testpmd";
+
+/// Whether a lab test can run here (root, and the tools it starts);
+/// says why not.
+fn lab_can_run(test: &str) -> bool {
+    if !can_run(test) {
+        return false;
+    }
+    for tool in ["curl", "/usr/bin/python3", TESTPMD] {
+        if !have(tool) {
+            eprintln!("skipping {test}: needs {tool} (scripts/test installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+/// The tests of this file run one at a time: each runs a daemon and
+/// testpmd, and CI has two cores.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The CPUs this test may use (a `taskset` on the run bounds the daemon
 /// and testpmd too).
@@ -74,8 +99,9 @@ struct Testpmd {
 }
 
 impl Testpmd {
-    fn start(sock_in: &Path, sock_out: &Path, cpu: usize) -> Testpmd {
-        let prefix = format!("sluice-chain-{}", std::process::id());
+    /// `tag` makes the DPDK file prefix unique to the test.
+    fn start(tag: &str, sock_in: &Path, sock_out: &Path, cpu: usize) -> Testpmd {
+        let prefix = format!("sluice-{tag}-{}", std::process::id());
         let vdev = |i: u32, s: &Path| {
             format!(
                 "net_memif{i},role=client,id=0,socket={},socket-abstract=no",
@@ -132,20 +158,26 @@ impl Drop for Testpmd {
     }
 }
 
-/// Servers, testpmd and the daemon go first, then the namespaces.
-struct Lab {
+/// A lab's processes and files: servers, testpmd and the daemon are
+/// stopped (the daemon's log printed if the test failed) and the directory
+/// removed. A lab holds it before its namespaces, so it goes first.
+struct Processes {
     servers: Vec<Child>,
     testpmd: Option<Testpmd>,
     daemon: Option<Daemon>,
-    api: String,
     dir: PathBuf,
+}
+
+struct Lab {
+    procs: Processes,
+    api: String,
     client: Netns,
     _router: Netns,
     _server1: Netns,
     _server2: Netns,
 }
 
-impl Drop for Lab {
+impl Drop for Processes {
     fn drop(&mut self) {
         for s in &mut self.servers {
             let _ = s.kill();
@@ -197,6 +229,35 @@ fn http_server(ns: &Netns, root: &Path, name: &str) -> Child {
     .expect("python3 -m http.server starts")
 }
 
+/// sluiced in `ns` with one worker on `cpu` and these ports, its API on
+/// `api`; returns once it is ready.
+fn start_sluiced(
+    ns: &Netns,
+    dir: &Path,
+    node: &str,
+    api: &str,
+    cpu: usize,
+    ports: &[(&str, String)],
+) -> Daemon {
+    let mut config = format!(
+        "state_dir = \"{}\"\nworkers = 1\ncores = [{cpu}]\n\n[node]\nname = \"{node}\"\n\n[api]\nlisten = [\"{api}\"]\n",
+        dir.join("state").display()
+    );
+    for (name, backend) in ports {
+        config.push_str(&format!(
+            "\n[[port]]\nname = \"{name}\"\nbackend = \"{backend}\"\n"
+        ));
+    }
+    let config_path = dir.join("sluiced.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sluiced"));
+    cmd.arg("run").arg("--config").arg(&config_path);
+    die_with_test(&mut cmd);
+    let daemon = Daemon::spawn_command(cmd);
+    daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
+    daemon
+}
+
 const CHAIN: &str = r#"
 apiVersion: sluice.dev/v1
 kind: NetworkServiceEndpoint
@@ -244,90 +305,12 @@ spec:
   - {source: [10.1.0.0/24], destination: [10.96.0.10/32], protocol: TCP}
 "#;
 
-impl Lab {
-    fn start() -> Lab {
-        let client = Netns::new("chain-c");
-        let router = Netns::new("chain-r");
-        let server1 = Netns::new("chain-s1");
-        let server2 = Netns::new("chain-s2");
-        router.disable_ipv6();
-        router.sysctl("net.ipv4.ip_forward", "0");
-        veth(&client, "c0", &router, "r0");
-        veth(&router, "r1", &server1, "s1");
-        veth(&router, "r2", &server2, "s2");
-        host(&client, "c0", "10.1.0.2/24", "10.1.0.1");
-        host(&server1, "s1", "10.2.0.2/24", "10.2.0.1");
-        host(&server2, "s2", "10.3.0.2/24", "10.3.0.1");
+/// The daemon's API, as the tests read it.
+struct Api<'a>(&'a str);
 
-        let dir = tempdir("chain-e2e");
-        let api = format!("unix:{}", dir.join("api.sock").display());
-        let sock_in = dir.join("cnf-in.sock");
-        let sock_out = dir.join("cnf-out.sock");
-        let cpus = allowed_cpus();
-        let worker_cpu = *cpus.last().unwrap_or(&0);
-        let testpmd_cpu = *cpus.first().unwrap_or(&0);
-        let ports = [
-            ("p0", "afpacket:r0".to_string()),
-            ("p1", "afpacket:r1".to_string()),
-            ("p2", "afpacket:r2".to_string()),
-            ("cnf-in", format!("memif:{},master", sock_in.display())),
-            ("cnf-out", format!("memif:{},master", sock_out.display())),
-        ];
-        let mut config = format!(
-            "state_dir = \"{}\"\nworkers = 1\ncores = [{worker_cpu}]\n\n[node]\nname = \"router\"\n\n[api]\nlisten = [\"{api}\"]\n",
-            dir.join("state").display()
-        );
-        for (name, backend) in &ports {
-            config.push_str(&format!(
-                "\n[[port]]\nname = \"{name}\"\nbackend = \"{backend}\"\n"
-            ));
-        }
-        let config_path = dir.join("sluiced.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut cmd = router.command(env!("CARGO_BIN_EXE_sluiced"));
-        cmd.arg("run").arg("--config").arg(&config_path);
-        die_with_test(&mut cmd);
-        let daemon = Daemon::spawn_command(cmd);
-        daemon.wait_for_log("sluiced ready", Duration::from_secs(30));
-
-        let mut lab = Lab {
-            servers: Vec::new(),
-            testpmd: None,
-            daemon: Some(daemon),
-            api,
-            dir: dir.clone(),
-            client,
-            _router: router,
-            _server1: server1,
-            _server2: server2,
-        };
-        let addresses = ["10.1.0.1/24", "10.2.0.1/24", "10.3.0.1/24"];
-        let mut manifest = String::new();
-        for (i, (name, backend)) in ports.iter().enumerate() {
-            let addr = addresses
-                .get(i)
-                .map(|a| format!(", addresses: [\"{a}\"]"))
-                .unwrap_or_default();
-            manifest.push_str(&format!(
-                "apiVersion: sluice.dev/v1\nkind: Interface\nmetadata: {{name: {name}}}\nspec: {{backend: \"{backend}\", mac: \"02:00:00:00:0{}:01\"{addr}}}\n---\n",
-                i + 1
-            ));
-        }
-        manifest.push_str(CHAIN);
-        let path = dir.join("chain.yaml");
-        std::fs::write(&path, manifest).unwrap();
-        sluicectl_ok(&lab.api, &["apply", "-f", path.to_str().unwrap()]);
-
-        lab.servers
-            .push(http_server(&lab._server1, &dir.join("www1"), "server1"));
-        lab.servers
-            .push(http_server(&lab._server2, &dir.join("www2"), "server2"));
-        lab.testpmd = Some(Testpmd::start(&sock_in, &sock_out, testpmd_cpu));
-        lab
-    }
-
+impl Api<'_> {
     fn stats(&self) -> serde_json::Value {
-        serde_json::from_str(&sluicectl_ok(&self.api, &["stats", "-o", "json"])).unwrap()
+        serde_json::from_str(&sluicectl_ok(self.0, &["stats", "-o", "json"])).unwrap()
     }
 
     fn drops(&self, reason: &str) -> u64 {
@@ -367,6 +350,98 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let client = Netns::new("chain-c");
+        let router = Netns::new("chain-r");
+        let server1 = Netns::new("chain-s1");
+        let server2 = Netns::new("chain-s2");
+        router.disable_ipv6();
+        router.sysctl("net.ipv4.ip_forward", "0");
+        veth(&client, "c0", &router, "r0");
+        veth(&router, "r1", &server1, "s1");
+        veth(&router, "r2", &server2, "s2");
+        host(&client, "c0", "10.1.0.2/24", "10.1.0.1");
+        host(&server1, "s1", "10.2.0.2/24", "10.2.0.1");
+        host(&server2, "s2", "10.3.0.2/24", "10.3.0.1");
+
+        let dir = tempdir("chain-e2e");
+        let api = format!("unix:{}", dir.join("api.sock").display());
+        let sock_in = dir.join("cnf-in.sock");
+        let sock_out = dir.join("cnf-out.sock");
+        let cpus = allowed_cpus();
+        let worker_cpu = *cpus.last().unwrap_or(&0);
+        let testpmd_cpu = *cpus.first().unwrap_or(&0);
+        let ports = [
+            ("p0", "afpacket:r0".to_string()),
+            ("p1", "afpacket:r1".to_string()),
+            ("p2", "afpacket:r2".to_string()),
+            ("cnf-in", format!("memif:{},master", sock_in.display())),
+            ("cnf-out", format!("memif:{},master", sock_out.display())),
+        ];
+        let daemon = start_sluiced(&router, &dir, "router", &api, worker_cpu, &ports);
+
+        let mut lab = Lab {
+            procs: Processes {
+                servers: Vec::new(),
+                testpmd: None,
+                daemon: Some(daemon),
+                dir: dir.clone(),
+            },
+            api,
+            client,
+            _router: router,
+            _server1: server1,
+            _server2: server2,
+        };
+        let addresses = ["10.1.0.1/24", "10.2.0.1/24", "10.3.0.1/24"];
+        let mut manifest = String::new();
+        for (i, (name, backend)) in ports.iter().enumerate() {
+            let addr = addresses
+                .get(i)
+                .map(|a| format!(", addresses: [\"{a}\"]"))
+                .unwrap_or_default();
+            manifest.push_str(&format!(
+                "apiVersion: sluice.dev/v1\nkind: Interface\nmetadata: {{name: {name}}}\nspec: {{backend: \"{backend}\", mac: \"02:00:00:00:0{}:01\"{addr}}}\n---\n",
+                i + 1
+            ));
+        }
+        manifest.push_str(CHAIN);
+        let path = dir.join("chain.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        sluicectl_ok(&lab.api, &["apply", "-f", path.to_str().unwrap()]);
+
+        lab.procs
+            .servers
+            .push(http_server(&lab._server1, &dir.join("www1"), "server1"));
+        lab.procs
+            .servers
+            .push(http_server(&lab._server2, &dir.join("www2"), "server2"));
+        lab.procs.testpmd = Some(Testpmd::start("chain", &sock_in, &sock_out, testpmd_cpu));
+        lab
+    }
+
+    fn api(&self) -> Api<'_> {
+        Api(&self.api)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.api().stats()
+    }
+
+    fn drops(&self, reason: &str) -> u64 {
+        self.api().drops(reason)
+    }
+
+    fn hop(&self, hop: &str) -> serde_json::Value {
+        self.api().hop(hop)
+    }
+
+    fn wait_links(&self, up: bool) {
+        self.api().wait_links(up)
+    }
 
     /// curl from the client; (exit code, stdout).
     fn curl(&self, args: &str) -> (Option<i32>, String) {
@@ -380,16 +455,10 @@ impl Lab {
 
 #[test]
 fn tcp_crosses_firewall_testpmd_and_load_balancer_both_ways() {
-    let test = "tcp_crosses_firewall_testpmd_and_load_balancer_both_ways";
-    if !can_run(test) {
+    if !lab_can_run("tcp_crosses_firewall_testpmd_and_load_balancer_both_ways") {
         return;
     }
-    for tool in ["curl", "/usr/bin/python3", TESTPMD] {
-        if !have(tool) {
-            eprintln!("skipping {test}: needs {tool} (scripts/test installs it)");
-            return;
-        }
-    }
+    let _serial = one_lab_at_a_time();
     let mut lab = Lab::start();
     lab.wait_links(true);
     // The router learns the servers' MACs (ICMP is not steered).
@@ -449,10 +518,259 @@ fn tcp_crosses_firewall_testpmd_and_load_balancer_both_ways() {
     assert!(lab.drops("chain_denied") > denied);
 
     // Without the CNF the chain fails closed.
-    lab.testpmd.take();
+    lab.procs.testpmd.take();
     lab.wait_links(false);
     let down = lab.drops("chain_hop_down");
     let (code, _) = lab.curl("--max-time 2 http://10.96.0.10/who");
     assert_ne!(code, Some(0), "the chain must not be bypassed");
     assert!(lab.drops("chain_hop_down") > down, "{}", lab.stats());
+}
+
+// ---- An Ethernet chain: Sluice as a bump in the wire ----
+//
+//  client ns                 router ns (sluiced)                  server ns
+//  c0 10.0.7.1/24 ─veth─ r0 = wire-a      wire-b = r1 ─veth─ s0 10.0.7.2/24
+//                        cnf-in  (memif master) ══ net_memif0 ┐
+//                        cnf-out (memif master) ══ net_memif1 ┘ dpdk-testpmd, io
+//
+// One subnet on both sides, no address on Sluice: ARP, ping and TCP cross
+// firewall → testpmd → counter and come back the same way, frames unchanged.
+
+const WIRE_CHAIN: &str = r#"
+apiVersion: sluice.dev/v1
+kind: NetworkServiceEndpoint
+metadata: {name: fw}
+spec:
+  function:
+    firewall: {rules: [{action: Deny, protocol: TCP, ports: [{port: 9}]}], defaultAction: Allow}
+---
+apiVersion: sluice.dev/v1
+kind: NetworkServiceEndpoint
+metadata: {name: testpmd}
+spec:
+  interfaces: {ingress: cnf-in, egress: cnf-out}
+---
+apiVersion: sluice.dev/v1
+kind: NetworkServiceEndpoint
+metadata: {name: count}
+spec:
+  function: {counter: {}}
+---
+apiVersion: sluice.dev/v1
+kind: Chain
+metadata: {name: wire}
+spec:
+  payload: ETHERNET
+  endpoints: [fw, testpmd, count]
+  steering: [{interface: wire-a}]
+  exit: wire-b
+"#;
+
+/// The firewall, denying TCP to port 8080 (the server's).
+const WIRE_DENY_8080: &str = r#"
+apiVersion: sluice.dev/v1
+kind: NetworkServiceEndpoint
+metadata: {name: fw}
+spec:
+  function:
+    firewall: {rules: [{action: Deny, protocol: TCP, ports: [{port: 8080}]}], defaultAction: Allow}
+"#;
+
+struct WireLab {
+    procs: Processes,
+    api: String,
+    client: Netns,
+    server_ns: Netns,
+    _router: Netns,
+}
+
+/// An address on a host of the shared subnet (no gateway), IPv6 off so
+/// that only the test's traffic crosses.
+fn lan_host(ns: &Netns, dev: &str, addr: &str) {
+    ns.disable_ipv6();
+    ns.ip(&["addr", "add", addr, "dev", dev]);
+    if have("ethtool") {
+        ns.sh(&format!(
+            "ethtool -K {dev} tso off gso off gro off 2>/dev/null || true"
+        ));
+    }
+}
+
+impl WireLab {
+    fn start() -> WireLab {
+        let client = Netns::new("l2w-c");
+        let router = Netns::new("l2w-r");
+        let server_ns = Netns::new("l2w-s");
+        router.disable_ipv6();
+        router.sysctl("net.ipv4.ip_forward", "0");
+        veth(&client, "c0", &router, "r0");
+        veth(&router, "r1", &server_ns, "s0");
+        lan_host(&client, "c0", "10.0.7.1/24");
+        lan_host(&server_ns, "s0", "10.0.7.2/24");
+
+        let dir = tempdir("l2chain-e2e");
+        let api = format!("unix:{}", dir.join("api.sock").display());
+        let sock_in = dir.join("cnf-in.sock");
+        let sock_out = dir.join("cnf-out.sock");
+        let cpus = allowed_cpus();
+        let worker_cpu = *cpus.last().unwrap_or(&0);
+        let testpmd_cpu = *cpus.first().unwrap_or(&0);
+        let ports = [
+            ("wire-a", "afpacket:r0".to_string()),
+            ("wire-b", "afpacket:r1".to_string()),
+            ("cnf-in", format!("memif:{},master", sock_in.display())),
+            ("cnf-out", format!("memif:{},master", sock_out.display())),
+        ];
+        let mut manifest = String::new();
+        for (i, (name, backend)) in ports.iter().enumerate() {
+            manifest.push_str(&format!(
+                "apiVersion: sluice.dev/v1\nkind: Interface\nmetadata: {{name: {name}}}\nspec: {{backend: \"{backend}\", mac: \"02:00:00:00:0{}:01\"}}\n---\n",
+                i + 1
+            ));
+        }
+        manifest.push_str(WIRE_CHAIN);
+        let daemon = start_sluiced(&router, &dir, "wire", &api, worker_cpu, &ports);
+        let mut lab = WireLab {
+            procs: Processes {
+                servers: Vec::new(),
+                testpmd: None,
+                daemon: Some(daemon),
+                dir: dir.clone(),
+            },
+            api,
+            client,
+            server_ns,
+            _router: router,
+        };
+        lab.apply("wire.yaml", &manifest);
+        let server = http_server(&lab.server_ns, &dir.join("www"), "server");
+        lab.procs.servers.push(server);
+        lab.procs.testpmd = Some(Testpmd::start("l2chain", &sock_in, &sock_out, testpmd_cpu));
+        lab
+    }
+
+    fn apply(&self, file: &str, manifest: &str) {
+        let path = self.procs.dir.join(file);
+        std::fs::write(&path, manifest).unwrap();
+        sluicectl_ok(&self.api, &["apply", "-f", path.to_str().unwrap()]);
+    }
+
+    fn api(&self) -> Api<'_> {
+        Api(&self.api)
+    }
+
+    fn ping(&self) -> bool {
+        self.client
+            .try_sh("ping -c 1 -W 1 10.0.7.2")
+            .status
+            .success()
+    }
+
+    /// curl from the client; (exit code, stdout).
+    fn curl(&self, args: &str) -> (Option<i32>, String) {
+        let out = self.client.try_sh(&format!("curl -sS {args}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The MAC `ns` has resolved for `ip` (`ip neigh`), if any.
+    fn neighbour(ns: &Netns, ip: &str) -> Option<String> {
+        let out = ns.sh(&format!("ip neigh show {ip}"));
+        let mut words = out.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_string)
+    }
+}
+
+#[test]
+fn an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts() {
+    if !lab_can_run("an_ethernet_chain_carries_arp_ping_and_tcp_unchanged_between_two_hosts") {
+        return;
+    }
+    let _serial = one_lab_at_a_time();
+    let mut lab = WireLab::start();
+    lab.api().wait_links(true);
+    let fail = |what: &str, lab: &WireLab| -> ! { panic!("{what}; stats: {}", lab.api().stats()) };
+
+    // ARP and ping across the wire: the hosts resolve each other's own
+    // MACs (Sluice's ports are 02:00:00:00:0N:01, never seen).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.ping() {
+        if Instant::now() > deadline {
+            fail("10.0.7.2 unreachable through the chain", &lab);
+        }
+    }
+    let client_mac = format_mac(lab.client.mac("c0"));
+    let server_mac = format_mac(lab.server_ns.mac("s0"));
+    assert_eq!(
+        WireLab::neighbour(&lab.client, "10.0.7.2").as_deref(),
+        Some(server_mac.as_str())
+    );
+    assert_eq!(
+        WireLab::neighbour(&lab.server_ns, "10.0.7.1").as_deref(),
+        Some(client_mac.as_str()),
+        "the server sees the client's own MAC"
+    );
+
+    // TCP: a small page and a bulk transfer, byte-exact.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = lab.curl("--max-time 3 http://10.0.7.2:8080/who");
+        if code == Some(0) && body == "server" {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(
+                &format!("no HTTP through the chain: {code:?} {body:?}"),
+                &lab,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, size) =
+        lab.curl("--max-time 30 -o /dev/null -w '%{size_download}' http://10.0.7.2:8080/blob");
+    assert_eq!(
+        (code, size.as_str()),
+        (Some(0), "262144"),
+        "{}",
+        lab.api().stats()
+    );
+
+    // Every hop saw both directions; the chain is shown as ETHERNET.
+    for hop in ["fw", "testpmd", "count"] {
+        let h = lab.api().hop(hop);
+        assert_eq!(h["payload"], "ETHERNET", "{h}");
+        assert!(
+            // The bulk transfer alone is 180 full frames one way.
+            h["forward_packets"].as_u64().unwrap_or(0) >= 20
+                && h["reverse_packets"].as_u64().unwrap_or(0) >= 180,
+            "{hop}: {h}"
+        );
+    }
+    let chains = sluicectl_ok(&lab.api, &["get", "chain"]);
+    assert!(chains.contains("ETHERNET"), "{chains}");
+
+    // A firewall rule for the server's port: TCP times out, ping works.
+    lab.apply("deny.yaml", WIRE_DENY_8080);
+    let denied = lab.api().drops("chain_denied");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, _) = lab.curl("--max-time 2 http://10.0.7.2:8080/who");
+        if code == Some(28) {
+            break; // curl's "operation timed out"
+        }
+        if Instant::now() > deadline {
+            fail(&format!("TCP to 8080 not denied: curl {code:?}"), &lab);
+        }
+    }
+    assert!(lab.api().drops("chain_denied") > denied);
+    assert!(lab.ping(), "ping is not TCP and still crosses");
+
+    // Without the CNF the chain fails closed: nothing crosses.
+    lab.procs.testpmd.take();
+    lab.api().wait_links(false);
+    assert!(!lab.ping(), "the chain must not be bypassed");
+    assert!(lab.api().drops("chain_hop_down") > 0);
 }

@@ -62,6 +62,7 @@ fn tables(fail: FailMode) -> Tables {
         }]
         .into(),
         default_allow: false,
+        allow_non_ip: true,
     };
     let lb = LoadBalancer::new(
         4,
@@ -126,6 +127,7 @@ fn tables(fail: FailMode) -> Tables {
             hop("lb", Function::LoadBalancer(lb)),
         ],
         classifiers,
+        ..Default::default()
     };
     t.chains = ChainTable::build(parts, Arc::default()).unwrap();
     t

@@ -65,6 +65,7 @@ fn tables(forward: bool, reverse: bool) -> Tables {
         }]
         .into(),
         default_allow: false,
+        allow_non_ip: true,
     };
     let parts = ChainParts {
         chains: vec![Chain {
@@ -115,6 +116,7 @@ fn tables(forward: bool, reverse: bool) -> Tables {
                 },
             },
         ],
+        ..Default::default()
     };
     t.chains = ChainTable::build(parts, Arc::default()).unwrap();
     t
@@ -338,4 +340,75 @@ fn a_full_mirror_queue_counts_the_copies_it_refused() {
     let c = r.span();
     assert_eq!((c.mirrored, c.mirror_dropped), (10, 6));
     assert_eq!(r.drops(DropReason::CopyTxFull), 6);
+}
+
+/// An ETHERNET chain from p0 to p2 whose one hop is a mirror: frames for
+/// other hosts (IP and ARP alike) leave the other end unchanged, and the
+/// mirror port gets the same bytes, both ways.
+#[test]
+fn a_mirror_in_an_ethernet_chain_copies_frames_unchanged_both_ways() {
+    let mut b = router_lab();
+    b.port("mirror", 0, MAC_MIRROR, 1500);
+    let mut t = b.build().unwrap();
+    let any_on = |port: u16, direction: Direction| L2Classifier {
+        chain: 0,
+        direction,
+        port,
+        vlan: None,
+        ethertype: None,
+        src_mac: None,
+        dst_mac: None,
+        ip: None,
+    };
+    t.chains = ChainTable::build(
+        ChainParts {
+            chains: vec![Chain {
+                name: "chain/wire".into(),
+                fail: FailMode::Closed,
+                first: 0,
+                len: 1,
+            }],
+            hops: vec![hop(
+                "span",
+                Function::Mirror(Mirror {
+                    port: MIRROR,
+                    forward: true,
+                    reverse: true,
+                }),
+            )],
+            l2: vec![L2Chain {
+                chain: 0,
+                entry: 0,
+                exit: 2,
+            }],
+            l2_classifiers: vec![any_on(0, Direction::Forward), any_on(2, Direction::Reverse)],
+            ..Default::default()
+        },
+        Arc::default(),
+    )
+    .unwrap();
+    let mut r = Rig::new(t, 1024, 1024);
+    let (a, b) = ([2, 0xaa, 0, 0, 0, 1], [2, 0xbb, 0, 0, 0, 2]);
+    let there = vec![
+        PacketBuilder::new(a, b)
+            .ipv4(Ipv4Addr::new(10, 0, 7, 1), Ipv4Addr::new(10, 0, 7, 2))
+            .udp(5000, 53)
+            .payload(&[7; 30])
+            .build(),
+        PacketBuilder::new(a, [0xff; 6])
+            .arp(1, a, [10, 0, 7, 1], [0; 6], [10, 0, 7, 2])
+            .build(),
+    ];
+    r.send(0, &there);
+    assert_eq!(r.take(2), there, "out of the exit unchanged");
+    assert_eq!(r.take(MIRROR as usize), there, "copied unchanged");
+    let back = vec![PacketBuilder::new(b, a)
+        .ipv4(Ipv4Addr::new(10, 0, 7, 2), Ipv4Addr::new(10, 0, 7, 1))
+        .udp(53, 5000)
+        .build()];
+    r.send(2, &back);
+    assert_eq!(r.take(0), back, "back out of the entry unchanged");
+    assert_eq!(r.take(MIRROR as usize), back);
+    let c = r.tables.chains.hop_count(0);
+    assert_eq!((c.mirrored, c.mirror_dropped), (3, 0));
 }

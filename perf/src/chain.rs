@@ -18,6 +18,13 @@
 //!   sink port. A burst may make two copies per packet, so use at most two
 //!   mirror hops (`--hops 1,2`); `forwarded` counts the copies too.
 //!
+//! With `--payload ethernet` the chain is an Ethernet chain (a bump in the
+//! wire from the replay port to the sink, docs/chains.md): the same frames
+//! are steered by an Ethernet classifier on the receiving port (source
+//! 10.0.0.0/24, UDP), run through the hops before `parse`, and leave on the
+//! sink port unchanged, without being routed; `nat` is refused there. The
+//! "no chain" run is the routed pipeline in both cases.
+//!
 //! The report gives each configuration's Mpps per core and ns per packet,
 //! the cost of steering plus one hop (`hops = 1` minus no chain) and the
 //! cost of each further hop (the slope between the smallest and largest
@@ -33,7 +40,7 @@ use sluice_dataplane::stages::service::ServiceConfig;
 use sluice_dataplane::stages::service_pipeline;
 use sluice_dataplane::tables::chain::{
     Chain, ChainParts, ChainTable, Classifier, Direction, FailMode, Firewall, FirewallRule,
-    Function, Hop, Mirror, Netmap, PortRange, Prefix, TupleMatch,
+    Function, Hop, L2Chain, L2Classifier, Mirror, Netmap, PortRange, Prefix, TupleMatch,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +53,10 @@ pub struct ChainParams {
     /// firewall, counter, nat or mirror.
     #[arg(long, default_value = "firewall")]
     pub hop_kind: String,
+    /// ip (the chain stage after `service`) or ethernet (the Ethernet
+    /// chain stage before `parse`, frames forwarded unchanged).
+    #[arg(long, default_value = "ip")]
+    pub payload: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +116,7 @@ fn function(kind: &str) -> Result<Function, String> {
             ]
             .into(),
             default_allow: false,
+            allow_non_ip: true,
         }),
         "nat" => Function::Nat(Netmap {
             inside: net24([10, 0, 0, 0]),
@@ -126,12 +138,17 @@ fn function(kind: &str) -> Result<Function, String> {
 /// The sink port the `mirror` hop kind copies to.
 const MIRROR_PORT: u16 = 2;
 
-fn chain_table(hops: usize, kind: &str) -> Result<ChainTable, String> {
+fn chain_table(hops: usize, kind: &str, payload: &str) -> Result<ChainTable, String> {
     if hops == 0 {
         return Ok(ChainTable::default());
     }
     let f = function(kind)?;
-    let parts = ChainParts {
+    let udp_from_clients = TupleMatch {
+        src: net24([10, 0, 0, 0]),
+        proto: 17,
+        ..Default::default()
+    };
+    let mut parts = ChainParts {
         chains: vec![Chain {
             name: "perf".into(),
             fail: FailMode::Closed,
@@ -144,18 +161,36 @@ fn chain_table(hops: usize, kind: &str) -> Result<ChainTable, String> {
                 candidates: vec![f.clone()].into(),
             })
             .collect(),
-        classifiers: vec![Classifier {
+        ..Default::default()
+    };
+    match payload {
+        "ip" => parts.classifiers.push(Classifier {
             chain: 0,
             direction: Direction::Forward,
             network: None,
             port: None,
-            tuple: TupleMatch {
-                src: net24([10, 0, 0, 0]),
-                proto: 17,
-                ..Default::default()
-            },
-        }],
-    };
+            tuple: udp_from_clients,
+        }),
+        "ethernet" => {
+            // From the replay port (0) to the sink (1).
+            parts.l2.push(L2Chain {
+                chain: 0,
+                entry: 0,
+                exit: 1,
+            });
+            parts.l2_classifiers.push(L2Classifier {
+                chain: 0,
+                direction: Direction::Forward,
+                port: 0,
+                vlan: None,
+                ethertype: None,
+                src_mac: None,
+                dst_mac: None,
+                ip: Some(udp_from_clients),
+            });
+        }
+        other => return Err(format!("--payload {other:?}: expected ip or ethernet")),
+    }
     ChainTable::build(parts, Arc::default()).map_err(|e| e.0)
 }
 
@@ -163,12 +198,12 @@ fn one(
     scenario: &str,
     p: &Params,
     hops: usize,
-    kind: &str,
+    c: &ChainParams,
     progress: bool,
 ) -> Result<ChainRun, String> {
     let frame_size = p.frame_size.unwrap_or(64);
     let mut tables = l3fwd::tables(Family::V4, p.routes, p.seed)?;
-    tables.chains = chain_table(hops, kind)?;
+    tables.chains = chain_table(hops, &c.hop_kind, &c.payload)?;
     let frames = l3fwd::traffic(Family::V4, p.flows, frame_size, p.seed, p.routes);
     let workers = p.workers.max(1);
     let mut ports: Vec<Arc<dyn Port>> = vec![
@@ -181,7 +216,7 @@ fn one(
         .map_err(|e| e.to_string())?,
         MemPort::sink("out", l3fwd::mem_cfg(1, [2, 0, 0, 0, 0, 2], workers)),
     ];
-    if kind == "mirror" {
+    if c.hop_kind == "mirror" {
         ports.push(MemPort::sink(
             "mirror",
             l3fwd::mem_cfg(MIRROR_PORT, [2, 0, 0, 0, 0, 3], workers),
@@ -197,7 +232,7 @@ fn one(
     })
     .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(1));
-    let label = format!("{scenario} hops={hops}");
+    let label = format!("{scenario} payload={} hops={hops}", c.payload);
     let m = crate::measure::measure(engine, p.seconds, &label, progress);
     if m.result.forwarded < m.result.received / 2 {
         return Err(format!(
@@ -218,13 +253,15 @@ pub fn run(
     progress: bool,
 ) -> Result<ChainReport, String> {
     function(&c.hop_kind)?;
+    // Refused up front (nat in an Ethernet chain, an unknown payload).
+    chain_table(1, &c.hop_kind, &c.payload)?;
     let mut counts = vec![0];
     counts.extend(c.hops.iter().copied().filter(|h| *h > 0));
     counts.sort_unstable();
     counts.dedup();
     let mut runs = Vec::new();
     for h in counts {
-        runs.push(one(scenario, p, h, &c.hop_kind, progress)?);
+        runs.push(one(scenario, p, h, c, progress)?);
     }
     let ns = |h: usize| {
         runs.iter()
@@ -249,4 +286,22 @@ pub fn run(
         first_hop_ns,
         ns_per_hop,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ethernet_variant_builds_an_ethernet_chain_and_refuses_nat() {
+        let t = chain_table(3, "firewall", "ethernet").unwrap();
+        assert!(t.has_l2());
+        assert_eq!(t.l2_ends(0), Some((0, 1)));
+        assert!(t.classifiers().is_empty());
+        let ip = chain_table(3, "firewall", "ip").unwrap();
+        assert!(!ip.has_l2() && ip.classifiers().len() == 1);
+        let e = chain_table(1, "nat", "ethernet").unwrap_err();
+        assert!(e.contains("rewrites addresses"), "{e}");
+        assert!(chain_table(1, "counter", "mpls").is_err());
+    }
 }

@@ -211,8 +211,9 @@ impl ControlService {
 fn chain_hops(t: &sluice_dataplane::tables::chain::ChainTable) -> Vec<pb::ChainHop> {
     t.counts()
         .into_iter()
-        .map(|(chain, hop, function, c)| pb::ChainHop {
+        .map(|(chain, hop, function, c, payload)| pb::ChainHop {
             chain,
+            payload: payload.to_string(),
             hop,
             function,
             forward_packets: c.forward_packets,

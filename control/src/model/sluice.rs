@@ -495,6 +495,19 @@ pub struct Steering {
     /// source selectors); a pod's own labels otherwise.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
+    /// payload ETHERNET only: the frame's (innermost) VLAN id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// payload ETHERNET only: the EtherType after the VLAN tags (e.g.
+    /// 2054 or 0x0806 for ARP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ether_type: Option<u16>,
+    /// payload ETHERNET only: the frame's source MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mac: Option<MacAddr>,
+    /// payload ETHERNET only: the frame's destination MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_mac: Option<MacAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -512,6 +525,11 @@ pub struct NetworkServiceSpec {
     pub steering: Vec<Steering>,
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// payload ETHERNET only (and required there): the Interface forward
+    /// frames leave on, unchanged; frames received on it go back through
+    /// the hops in reverse and leave on the steering's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
 }
 
 resource! {
@@ -576,6 +594,10 @@ pub struct FirewallSpec {
     /// When no rule matches; Deny when absent.
     #[serde(default)]
     pub default_action: FirewallAction,
+    /// In an ETHERNET chain, what happens to frames that are not IP (ARP,
+    /// LLDP, ...), which the rules cannot judge; Allow when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_ip: Option<FirewallAction>,
 }
 
 /// One backend of a load balancer.
@@ -737,6 +759,11 @@ pub struct ChainSpec {
     pub steering: Vec<Steering>,
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// payload ETHERNET only (and required there): the Interface forward
+    /// frames leave on, unchanged; frames received on it go back through
+    /// the hops in reverse and leave on the steering's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
 }
 
 resource! {

@@ -768,8 +768,12 @@ fn references_of(obj: &Object) -> Vec<Reference> {
                 });
             }
             steering_refs(&mut out, &c.spec.steering);
+            exit_ref(&mut out, c.spec.exit.as_deref());
         }
-        Object::NetworkService(s) => steering_refs(&mut out, &s.spec.steering),
+        Object::NetworkService(s) => {
+            steering_refs(&mut out, &s.spec.steering);
+            exit_ref(&mut out, s.spec.exit.as_deref());
+        }
         // Multus: a pod's attachments name definitions that must exist (a
         // pod naming a missing one is refused whole, as Multus fails the
         // pod's sandbox), and a Sluice definition names a Network.
@@ -799,6 +803,13 @@ fn references_of(obj: &Object) -> Vec<Reference> {
         _ => {}
     }
     out
+}
+
+/// The Interface an ETHERNET chain's frames leave on.
+fn exit_ref(out: &mut Vec<Reference>, exit: Option<&str>) {
+    if let Some(n) = exit {
+        interface_ref(out, n, "spec.exit".into(), None);
+    }
 }
 
 /// The Networks and Interfaces a service's or chain's steering names.

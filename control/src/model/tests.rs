@@ -1545,8 +1545,13 @@ fn sluice_kinds() {
     );
     assert_field(
         "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [a], payload: ETHERNET}\n",
-        "spec.payload",
-        "not supported",
+        "spec.exit",
+        "required for payload ETHERNET",
+    );
+    assert_field(
+        "apiVersion: sluice.dev/v1\nkind: Chain\nmetadata: {name: c}\nspec: {endpoints: [a], payload: ETHERNET, exit: b, steering: [{source: [10.0.0.0/8]}]}\n",
+        "spec.steering[0].interface",
+        "required for payload ETHERNET",
     );
     assert_field(
         "apiVersion: sluice.dev/v1\nkind: MulticastGroup\nmetadata: {name: g}\nspec: {group: 10.0.0.1, members: []}\n",

@@ -1454,12 +1454,91 @@ impl V {
         Ok(())
     }
 
-    fn payload(&self, payload: Payload) -> R {
-        if payload == Payload::Ethernet {
+    /// What an ETHERNET chain needs (an exit, one entry interface on every
+    /// steering rule) and what only it may have.
+    fn payload(&self, payload: Payload, exit: Option<&str>, st: &[Steering]) -> R {
+        if payload == Payload::Ip {
+            if exit.is_some() {
+                return Err(self.err(
+                    "spec.exit",
+                    "only for payload ETHERNET (an IP chain's traffic is routed when it ends)",
+                ));
+            }
+            for (i, s) in st.iter().enumerate() {
+                let l2 = [
+                    ("vlan", s.vlan.is_some()),
+                    ("etherType", s.ether_type.is_some()),
+                    ("sourceMac", s.source_mac.is_some()),
+                    ("destinationMac", s.destination_mac.is_some()),
+                ];
+                if let Some((name, _)) = l2.iter().find(|(_, set)| *set) {
+                    return Err(self.err(
+                        format!("spec.steering[{i}].{name}"),
+                        "only for payload ETHERNET",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let Some(exit) = exit else {
             return Err(self.err(
-                "spec.payload",
-                "ETHERNET chains are not supported yet by this dataplane; use IP",
+                "spec.exit",
+                "required for payload ETHERNET: the Interface frames leave on",
             ));
+        };
+        self.interface_name("spec.exit", exit)?;
+        self.min_items("spec.steering", st.len(), 1)?;
+        for (i, s) in st.iter().enumerate() {
+            let f = format!("spec.steering[{i}]");
+            let Some(entry) = &s.interface else {
+                return Err(self.err(
+                    format!("{f}.interface"),
+                    "required for payload ETHERNET: the Interface frames enter the chain on",
+                ));
+            };
+            if s.network.is_some() {
+                return Err(self.err(
+                    format!("{f}.network"),
+                    "not for payload ETHERNET: the interface says where frames come in",
+                ));
+            }
+            if entry == exit {
+                return Err(self.err(
+                    format!("{f}.interface"),
+                    format!("must differ from spec.exit ({exit:?}): a chain runs between two interfaces"),
+                ));
+            }
+            if let Some(first) = &st[0].interface {
+                if entry != first {
+                    return Err(self.err(
+                        format!("{f}.interface"),
+                        format!("an ETHERNET chain has one entry; spec.steering[0] says {first:?}"),
+                    ));
+                }
+            }
+            if let Some(v) = s.vlan {
+                if !(1..=4094).contains(&v) {
+                    return Err(self.err(format!("{f}.vlan"), format!("must be 1-4094, got {v}")));
+                }
+            }
+            if let Some(et) = s.ether_type {
+                if et < 0x0600 || [0x8100, 0x88a8, 0x9100].contains(&et) {
+                    return Err(self.err(
+                        format!("{f}.etherType"),
+                        format!("must be an EtherType of at least 0x0600 that is not a VLAN tag (match tags with vlan), got {et:#06x}"),
+                    ));
+                }
+                let ip = s.protocol.is_some() || !s.source.is_empty() || !s.destination.is_empty();
+                if ip && et != 0x0800 && et != 0x86dd {
+                    return Err(self.err(
+                        format!("{f}.etherType"),
+                        format!("{et:#06x} is not IP, but the rule matches IP fields (source, destination, protocol)"),
+                    ));
+                }
+            }
+            if let Some(m) = s.source_mac {
+                self.unicast_mac(&format!("{f}.sourceMac"), m)?;
+            }
         }
         Ok(())
     }
@@ -1480,7 +1559,7 @@ impl V {
             }
         }
         self.steering("spec.steering", &s.steering)?;
-        self.payload(s.payload)
+        self.payload(s.payload, s.exit.as_deref(), &s.steering)
     }
 
     fn network_service_endpoint(&self, e: &NetworkServiceEndpoint) -> R {
@@ -1644,7 +1723,7 @@ impl V {
             }
         }
         self.steering("spec.steering", &c.spec.steering)?;
-        self.payload(c.spec.payload)
+        self.payload(c.spec.payload, c.spec.exit.as_deref(), &c.spec.steering)
     }
 
     fn network_attachment_definition(&self, nad: &NetworkAttachmentDefinition) -> R {

@@ -48,7 +48,7 @@ use super::{
 use crate::buf::Packet;
 use crate::state::conntrack::FlowTuple;
 use crate::stats::DropReason;
-use crate::tables::chain::{police, Direction, Function, PortHop, RawView, Tuple};
+use crate::tables::chain::{police, Direction, FailMode, Function, PortHop, RawView, Tuple};
 
 /// Per-worker hop counts for the current burst.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,16 +63,23 @@ struct LocalCount {
     touched: bool,
 }
 
-/// The stage; it owns only this burst's counts.
+/// A worker's hop counts for one burst, added to the table's shared
+/// counters once per burst (both chain stages use it).
 #[derive(Debug, Default)]
-pub struct ChainStage {
+pub(crate) struct HopTally {
     local: Vec<LocalCount>,
     dirty: Vec<u32>,
 }
 
-impl ChainStage {
-    pub fn new() -> ChainStage {
-        ChainStage::default()
+impl HopTally {
+    /// Sizes the tally for a generation's hops: the only allocation,
+    /// once per generation with another number of hops.
+    #[inline(always)]
+    pub(crate) fn ready(&mut self, hops: usize) {
+        if self.local.len() != hops {
+            self.local.clear();
+            self.local.resize(hops, LocalCount::default());
+        }
     }
 
     #[inline(always)]
@@ -85,7 +92,69 @@ impl ChainStage {
         c
     }
 
-    fn flush(&mut self, v: &RawView<'_>) {
+    /// A packet (or frame) of `len` bytes went through a hop.
+    #[inline(always)]
+    pub(crate) fn passed(&mut self, hop: usize, dir: Direction, len: u64) {
+        let c = self.count(hop);
+        c.packets[dir as usize] += 1;
+        c.bytes[dir as usize] += len;
+    }
+
+    #[inline(always)]
+    pub(crate) fn dropped(&mut self, hop: usize) {
+        self.count(hop).dropped += 1;
+    }
+
+    /// A hop with no working endpoint: the chain's failure mode decides
+    /// (`Some`: drop; `None`: go on with the next hop).
+    #[inline]
+    pub(crate) fn down(&mut self, fail: FailMode, hop: usize) -> Option<Action> {
+        match fail {
+            FailMode::Closed => {
+                self.count(hop).dropped += 1;
+                Some(Action::Drop(DropReason::ChainHopDown))
+            }
+            FailMode::Skip => {
+                self.count(hop).skipped += 1;
+                None
+            }
+        }
+    }
+
+    /// Copies the packet, as it is now, for the mirror port `port` of
+    /// hop `hop` (into the burst's side output); counts what happened.
+    #[inline]
+    pub(crate) fn mirror(
+        &mut self,
+        cx: &Context<'_>,
+        v: &RawView<'_>,
+        hop: usize,
+        port: u16,
+        pkt: &Packet,
+        copies: &mut Copies,
+    ) {
+        let reason = if !v.links.is_up(port) {
+            DropReason::CopyPortDown
+        } else {
+            let tag = CopyTag {
+                owner: CopyOwner::ChainMirror,
+                id: hop as u32,
+            };
+            match copies.copy(port, tag, pkt) {
+                Ok(()) => {
+                    let c = self.count(hop);
+                    c.mirrored += 1;
+                    c.mirrored_bytes += pkt.len() as u64;
+                    return;
+                }
+                Err(CopyError::NoBuffer | CopyError::Full) => DropReason::CopyNoBuffer,
+            }
+        };
+        self.count(hop).mirror_dropped += 1;
+        cx.stats.drop_packet(reason);
+    }
+
+    pub(crate) fn flush(&mut self, v: &RawView<'_>) {
         use core::sync::atomic::Ordering::Relaxed;
         for &h in &self.dirty {
             let c = &mut self.local[h as usize];
@@ -112,6 +181,18 @@ impl ChainStage {
             *c = LocalCount::default();
         }
         self.dirty.clear();
+    }
+}
+
+/// The stage; it owns only this burst's counts.
+#[derive(Debug, Default)]
+pub struct ChainStage {
+    tally: HopTally,
+}
+
+impl ChainStage {
+    pub fn new() -> ChainStage {
+        ChainStage::default()
     }
 }
 
@@ -144,12 +225,7 @@ impl Stage for ChainStage {
     fn process(&mut self, cx: &Context<'_>, burst: &mut Burst) {
         let table = &cx.tables.chains;
         let Some(v) = table.raw() else { return };
-        if self.local.len() != v.hops.len() {
-            // A new generation with another number of hops: the only
-            // allocation, once per such generation.
-            self.local.clear();
-            self.local.resize(v.hops.len(), LocalCount::default());
-        }
+        self.tally.ready(v.hops.len());
         let n = burst.pkts.len();
         for i in 0..n {
             if burst.action[i] != Action::Continue || burst.meta[i].family == 0 {
@@ -206,7 +282,7 @@ impl Stage for ChainStage {
             );
             burst.action[i] = a;
         }
-        self.flush(&v);
+        self.tally.flush(&v);
     }
 
     fn copies_not_sent(&mut self, cx: &Context<'_>, failed: &[CopyTag]) {
@@ -247,7 +323,6 @@ impl ChainStage {
             Direction::Forward => 1,
             Direction::Reverse => -1,
         };
-        let d = dir as usize;
         let len = m.l3_len as u64;
         while pos >= 0 && pos < c.len as i32 {
             let h = c.first as usize + pos as usize;
@@ -262,7 +337,7 @@ impl ChainStage {
             };
             let Some(f) = f else {
                 // No ready endpoint for this hop.
-                match self.down(c.fail, h) {
+                match self.tally.down(c.fail, h) {
                     Some(a) => return a,
                     None => continue,
                 }
@@ -271,7 +346,7 @@ impl ChainStage {
                 Function::Counter => {}
                 Function::Firewall(fw) => {
                     if !fw.allows(&t, dir) {
-                        self.count(h).dropped += 1;
+                        self.tally.dropped(h);
                         return Action::Drop(DropReason::ChainDenied);
                     }
                 }
@@ -308,93 +383,42 @@ impl ChainStage {
                 },
                 Function::Police(l) => {
                     if !police(l, len as u32, cx.now_ns) {
-                        self.count(h).dropped += 1;
+                        self.tally.dropped(h);
                         return Action::Drop(DropReason::ChainPoliced);
                     }
                 }
                 Function::Mirror(mr) => {
                     if mr.mirrors(dir) {
-                        self.mirror(cx, v, h, mr.port, pkt, copies);
+                        self.tally.mirror(cx, v, h, mr.port, pkt, copies);
                     }
                 }
                 Function::External(_) => {
                     match pick_external(v, &hop.candidates, client_hash(&t, dir), dir) {
                         Some((port, dst_mac, src_mac)) => {
-                            let c = self.count(h);
-                            c.packets[d] += 1;
-                            c.bytes[d] += len;
+                            self.tally.passed(h, dir, len);
                             if let Some(eth) = pkt.data_mut().first_chunk_mut::<12>() {
                                 eth[..6].copy_from_slice(&dst_mac);
                                 eth[6..].copy_from_slice(&src_mac);
                             }
                             return Action::Tx(port);
                         }
-                        None => match self.down(c.fail, h) {
+                        None => match self.tally.down(c.fail, h) {
                             Some(a) => return a,
                             None => continue,
                         },
                     }
                 }
             }
-            let c = self.count(h);
-            c.packets[d] += 1;
-            c.bytes[d] += len;
+            self.tally.passed(h, dir, len);
         }
         Action::Continue
-    }
-
-    /// Copies the packet, as it is now, for `port`; counts what happened.
-    #[inline]
-    fn mirror(
-        &mut self,
-        cx: &Context<'_>,
-        v: &RawView<'_>,
-        hop: usize,
-        port: u16,
-        pkt: &Packet,
-        copies: &mut Copies,
-    ) {
-        let reason = if !v.links.is_up(port) {
-            DropReason::CopyPortDown
-        } else {
-            let tag = CopyTag {
-                owner: CopyOwner::ChainMirror,
-                id: hop as u32,
-            };
-            match copies.copy(port, tag, pkt) {
-                Ok(()) => {
-                    let c = self.count(hop);
-                    c.mirrored += 1;
-                    c.mirrored_bytes += pkt.len() as u64;
-                    return;
-                }
-                Err(CopyError::NoBuffer | CopyError::Full) => DropReason::CopyNoBuffer,
-            }
-        };
-        self.count(hop).mirror_dropped += 1;
-        cx.stats.drop_packet(reason);
-    }
-
-    /// A hop with no working endpoint: the chain's failure mode decides.
-    #[inline]
-    fn down(&mut self, fail: crate::tables::chain::FailMode, hop: usize) -> Option<Action> {
-        match fail {
-            crate::tables::chain::FailMode::Closed => {
-                self.count(hop).dropped += 1;
-                Some(Action::Drop(DropReason::ChainHopDown))
-            }
-            crate::tables::chain::FailMode::Skip => {
-                self.count(hop).skipped += 1;
-                None
-            }
-        }
     }
 }
 
 /// The port (and MACs) of the first external candidate with link, from the
 /// one the hash picks on.
 #[inline]
-fn pick_external(
+pub(crate) fn pick_external(
     v: &RawView<'_>,
     candidates: &[Function],
     hash: u32,

@@ -30,6 +30,7 @@
 //! [`slowpath`] handles punted packets after the burst.
 
 pub mod chain;
+pub mod l2chain;
 pub mod parse;
 pub mod rewrite;
 pub mod route;
@@ -343,19 +344,23 @@ pub fn router() -> RouterPipeline {
     (parse::Parse, (route::Route, rewrite::Rewrite))
 }
 
-/// The Kubernetes node pipeline: parse → egress shaping → service
-/// (connection tracking, load balancing, NAT) → service chains → route →
-/// rewrite → ingress shaping. Shaping and chains cost one branch per burst
-/// when no pod is limited and no chain is configured.
+/// The Kubernetes node pipeline: Ethernet chains → parse → egress shaping
+/// → service (connection tracking, load balancing, NAT) → service chains →
+/// route → rewrite → ingress shaping. Ethernet chains, shaping and chains
+/// cost one branch per burst when no chain is configured and no pod is
+/// limited.
 pub type ServicePipeline = (
-    parse::Parse,
+    l2chain::L2ChainStage,
     (
-        shape::ShapeEgress,
+        parse::Parse,
         (
-            service::ServiceStage,
+            shape::ShapeEgress,
             (
-                chain::ChainStage,
-                (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                service::ServiceStage,
+                (
+                    chain::ChainStage,
+                    (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                ),
             ),
         ),
     ),
@@ -364,14 +369,17 @@ pub type ServicePipeline = (
 /// The service pipeline for one worker.
 pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
     (
-        parse::Parse,
+        l2chain::L2ChainStage::new(),
         (
-            shape::ShapeEgress,
+            parse::Parse,
             (
-                service::ServiceStage::new(cfg),
+                shape::ShapeEgress,
                 (
-                    chain::ChainStage::new(),
-                    (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                    service::ServiceStage::new(cfg),
+                    (
+                        chain::ChainStage::new(),
+                        (route::Route, (rewrite::Rewrite, shape::ShapeIngress)),
+                    ),
                 ),
             ),
         ),
@@ -380,7 +388,7 @@ pub fn service_pipeline(cfg: &service::ServiceConfig) -> ServicePipeline {
 
 /// The service stage of a [`ServicePipeline`] (its connection table).
 pub fn service_stage(p: &ServicePipeline) -> &service::ServiceStage {
-    &p.1 .1 .0
+    &p.1 .1 .1 .0
 }
 
 /// The router with per-pod bandwidth limits: parse → route → rewrite →

@@ -84,6 +84,25 @@ pub fn parse_frame(
     } else if eth[0..6] != port.mac {
         return Err(drop(DropReason::L2OtherHost));
     }
+    meta.network = port.network;
+    match parse_headers(d, fl, meta)? {
+        ethertype::IPV4 | ethertype::IPV6 => Ok(()),
+        ethertype::ARP => Err(Action::Punt(Punt::Arp)),
+        _ => Err(drop(DropReason::L2Unsupported)),
+    }
+}
+
+/// Reads a frame's headers after its Ethernet addresses: up to two VLAN
+/// tags, then IPv4 or IPv6 with the L4 ports, into `meta` (all but
+/// `network` and `next_hop`); `fl` holds the flags found so far. Returns
+/// the (inner) EtherType; a frame that is not IP gets `family` 0. Used by
+/// [`parse_frame`] and by the Ethernet chain stage, which reads frames
+/// that are not addressed to the port.
+#[inline(always)]
+pub fn parse_headers(d: &[u8], fl: u16, meta: &mut PacketMeta) -> Result<u16, Action> {
+    let Some(eth) = d.first_chunk::<14>() else {
+        return Err(drop(DropReason::Truncated));
+    };
     let mut et = u16::from_be_bytes([eth[12], eth[13]]);
     let mut off = 14usize;
     let mut vlan = 0u16;
@@ -92,7 +111,6 @@ pub fn parse_frame(
     }
     meta.l3_offset = off as u16;
     meta.vlan = vlan;
-    meta.network = port.network;
     meta.sport = 0;
     meta.dport = 0;
     // The flow hash is computed by the stages that need it (ECMP, load
@@ -100,15 +118,14 @@ pub fn parse_frame(
     meta.flow_hash = 0;
     meta.depart_ns = 0;
     match et {
-        ethertype::IPV4 => parse_ipv4(d, off, fl, meta),
-        ethertype::IPV6 => parse_ipv6(d, off, fl, meta),
-        ethertype::ARP => {
+        ethertype::IPV4 => parse_ipv4(d, off, fl, meta)?,
+        ethertype::IPV6 => parse_ipv6(d, off, fl, meta)?,
+        _ => {
             meta.family = 0;
             meta.flags = fl;
-            Err(Action::Punt(Punt::Arp))
         }
-        _ => Err(drop(DropReason::L2Unsupported)),
     }
+    Ok(et)
 }
 
 /// Walks up to two VLAN tags; returns the L3 offset, the inner EtherType

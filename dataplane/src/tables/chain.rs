@@ -242,6 +242,10 @@ pub struct FirewallRule {
 pub struct Firewall {
     pub rules: Box<[FirewallRule]>,
     pub default_allow: bool,
+    /// What happens to a frame that is not IP (ARP, LLDP, ...) in an
+    /// Ethernet chain: the rules judge IP 5-tuples only. IP chains never
+    /// see such frames.
+    pub allow_non_ip: bool,
 }
 
 impl Firewall {
@@ -457,6 +461,226 @@ impl PortLinks {
     }
 }
 
+// ---- Ethernet (L2) chains ----
+
+/// The two ends of an Ethernet chain (payload ETHERNET): a bump in the
+/// wire between two ports. Forward frames are received on `entry` and
+/// leave on `exit`, unchanged; reverse frames the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Chain {
+    pub chain: ChainId,
+    pub entry: PortId,
+    pub exit: PortId,
+}
+
+/// A frame's fields as Ethernet classifiers see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct L2Frame {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// The innermost VLAN id, 0 when untagged.
+    pub vlan: u16,
+    /// The EtherType after the VLAN tags.
+    pub ethertype: u16,
+    /// The 5-tuple of an IP frame (`family` 0: not IP).
+    pub tuple: Tuple,
+}
+
+/// Steers frames received on `port` into an Ethernet chain. Every set
+/// field must match; an `ip` match takes only IP frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Classifier {
+    pub chain: ChainId,
+    /// Forward classifiers sit on the chain's entry, reverse ones on its
+    /// exit.
+    pub direction: Direction,
+    pub port: PortId,
+    pub vlan: Option<u16>,
+    pub ethertype: Option<u16>,
+    pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
+    pub ip: Option<TupleMatch>,
+}
+
+impl L2Classifier {
+    #[inline(always)]
+    pub fn matches(&self, rx_port: PortId, f: &L2Frame) -> bool {
+        self.port == rx_port
+            && self.vlan.is_none_or(|v| v == f.vlan)
+            && self.ethertype.is_none_or(|e| e == f.ethertype)
+            && self.src_mac.is_none_or(|m| m == f.src_mac)
+            && self.dst_mac.is_none_or(|m| m == f.dst_mac)
+            && self
+                .ip
+                .is_none_or(|t| f.tuple.family != 0 && t.matches(&f.tuple))
+    }
+
+    /// Whether the frame's addresses match, whatever its ports (a
+    /// non-first fragment has none).
+    #[inline(always)]
+    pub fn matches_addresses(&self, rx_port: PortId, f: &L2Frame) -> bool {
+        let ports_any = |t: TupleMatch| TupleMatch {
+            sport: PortRange::ANY,
+            dport: PortRange::ANY,
+            ..t
+        };
+        L2Classifier {
+            ip: self.ip.map(ports_any),
+            ..*self
+        }
+        .matches(rx_port, f)
+    }
+
+    /// The classifier for the other direction: received on the other end,
+    /// addresses and ports swapped.
+    pub fn reflected(&self, other_end: PortId) -> L2Classifier {
+        L2Classifier {
+            chain: self.chain,
+            direction: match self.direction {
+                Direction::Forward => Direction::Reverse,
+                Direction::Reverse => Direction::Forward,
+            },
+            port: other_end,
+            vlan: self.vlan,
+            ethertype: self.ethertype,
+            src_mac: self.dst_mac,
+            dst_mac: self.src_mac,
+            ip: self.ip.map(|t| t.reflected()),
+        }
+    }
+}
+
+/// What a port is to the Ethernet chains (one byte per port, so the
+/// stage decides with one load whether a frame is its business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum L2Port {
+    /// Not an Ethernet chain's port: frames take the normal path.
+    #[default]
+    None,
+    /// An Ethernet chain's entry or exit: frames are classified.
+    End,
+    /// An external hop's port in an Ethernet chain: frames coming back
+    /// from the function.
+    Hop,
+}
+
+/// The Ethernet chains of a generation, as compiled.
+struct L2Compiled {
+    /// Per chain id: its ends, `None` for an IP chain.
+    ends: Box<[Option<(PortId, PortId)>]>,
+    classifiers: Box<[L2Classifier]>,
+    /// Indexed by port id (all `MAX_PORTS`).
+    ports: Box<[L2Port]>,
+}
+
+impl L2Compiled {
+    fn build(
+        parts: &ChainParts,
+        port_hops: &[Option<PortHop>],
+    ) -> Result<Option<L2Compiled>, ChainBuildError> {
+        if parts.l2.is_empty() {
+            if !parts.l2_classifiers.is_empty() {
+                return Err(ChainBuildError(
+                    "Ethernet classifiers without an Ethernet chain".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let max = crate::stats::MAX_PORTS;
+        let mut ends: Vec<Option<(PortId, PortId)>> = vec![None; parts.chains.len()];
+        let mut ports = vec![L2Port::None; max];
+        let hop_port = |p: PortId| port_hops.get(p as usize).copied().flatten();
+        for l in &parts.l2 {
+            let Some(c) = parts.chains.get(l.chain as usize) else {
+                return Err(ChainBuildError(format!(
+                    "an Ethernet chain names chain {} of {}",
+                    l.chain,
+                    parts.chains.len()
+                )));
+            };
+            if ends[l.chain as usize].is_some() {
+                return Err(ChainBuildError(format!(
+                    "chain {}: two sets of Ethernet ends",
+                    c.name
+                )));
+            }
+            if l.entry == l.exit {
+                return Err(ChainBuildError(format!(
+                    "chain {}: an Ethernet chain's exit must differ from its entry (port {})",
+                    c.name, l.entry
+                )));
+            }
+            for p in [l.entry, l.exit] {
+                if p as usize >= max {
+                    return Err(ChainBuildError(format!(
+                        "chain {}: port {p} past the {max} ports a chain may use",
+                        c.name
+                    )));
+                }
+                if hop_port(p).is_some() {
+                    return Err(ChainBuildError(format!(
+                        "chain {}: port {p} joins an external hop and cannot be an Ethernet chain's end",
+                        c.name
+                    )));
+                }
+                ports[p as usize] = L2Port::End;
+            }
+            ends[l.chain as usize] = Some((l.entry, l.exit));
+            for h in &parts.hops[c.first as usize..c.first as usize + c.len as usize] {
+                for f in h.candidates.iter() {
+                    match f {
+                        Function::LoadBalancer(_) | Function::Nat(_) => {
+                            return Err(ChainBuildError(format!(
+                                "chain {} hop {}: a {} rewrites addresses; an Ethernet chain forwards frames unchanged",
+                                c.name,
+                                h.name,
+                                f.kind()
+                            )))
+                        }
+                        Function::External(x) => {
+                            ports[x.ingress as usize] = L2Port::Hop;
+                            ports[x.egress as usize] = L2Port::Hop;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for k in &parts.classifiers {
+            if ends[k.chain as usize].is_some() {
+                return Err(ChainBuildError(format!(
+                    "chain {}: an IP classifier for an Ethernet chain",
+                    parts.chains[k.chain as usize].name
+                )));
+            }
+        }
+        for k in &parts.l2_classifiers {
+            let Some((entry, exit)) = ends.get(k.chain as usize).copied().flatten() else {
+                return Err(ChainBuildError(format!(
+                    "an Ethernet classifier names chain {}, which is not an Ethernet chain",
+                    k.chain
+                )));
+            };
+            let want = match k.direction {
+                Direction::Forward => entry,
+                Direction::Reverse => exit,
+            };
+            if k.port != want {
+                return Err(ChainBuildError(format!(
+                    "chain {}: a {:?} classifier on port {}; it belongs on port {want}",
+                    parts.chains[k.chain as usize].name, k.direction, k.port
+                )));
+            }
+        }
+        Ok(Some(L2Compiled {
+            ends: ends.into(),
+            classifiers: parts.l2_classifiers.clone().into(),
+            ports: ports.into(),
+        }))
+    }
+}
+
 /// Everything the control plane hands over for one generation.
 #[derive(Debug, Clone, Default)]
 pub struct ChainParts {
@@ -464,6 +688,10 @@ pub struct ChainParts {
     pub hops: Vec<Hop>,
     /// In priority order: the first that matches steers.
     pub classifiers: Vec<Classifier>,
+    /// The chains of these that carry Ethernet frames (payload ETHERNET).
+    pub l2: Vec<L2Chain>,
+    /// Their classifiers, in priority order (each on its receiving port).
+    pub l2_classifiers: Vec<L2Classifier>,
 }
 
 struct Compiled {
@@ -473,6 +701,7 @@ struct Compiled {
     /// Indexed by port id.
     port_hops: Box<[Option<PortHop>]>,
     counters: Box<[HopCounters]>,
+    l2: Option<L2Compiled>,
 }
 
 /// Why a chain table was refused.
@@ -508,6 +737,11 @@ impl ChainTable {
     /// used (so the watcher's writes reach every generation).
     pub fn build(parts: ChainParts, links: Arc<PortLinks>) -> Result<ChainTable, ChainBuildError> {
         if parts.chains.is_empty() {
+            if !parts.l2.is_empty() || !parts.l2_classifiers.is_empty() {
+                return Err(ChainBuildError(
+                    "Ethernet chain parts without chains".into(),
+                ));
+            }
             return Ok(ChainTable { inner: None, links });
         }
         if parts.chains.len() >= ChainId::MAX as usize {
@@ -594,6 +828,7 @@ impl ChainTable {
                 )));
             }
         }
+        let l2 = L2Compiled::build(&parts, &port_hops)?;
         let counters = (0..parts.hops.len())
             .map(|_| HopCounters::default())
             .collect();
@@ -604,6 +839,7 @@ impl ChainTable {
                 classifiers: parts.classifiers.into(),
                 port_hops: port_hops.into(),
                 counters,
+                l2,
             })),
             links,
         })
@@ -699,10 +935,10 @@ impl ChainTable {
     }
 
     /// Every chain's hops with their counts: (chain, hop name, function
-    /// kinds, count).
-    pub fn counts(&self) -> Vec<(String, String, String, HopCount)> {
+    /// kinds, count, payload).
+    pub fn counts(&self) -> Vec<(String, String, String, HopCount, &'static str)> {
         let mut out = Vec::new();
-        for c in self.chains() {
+        for (cid, c) in self.chains().iter().enumerate() {
             for h in c.first as usize..c.first as usize + c.len as usize {
                 let hop = &self.hops()[h];
                 let mut kinds: Vec<&str> = Vec::new();
@@ -717,6 +953,7 @@ impl ChainTable {
                     hop.name.clone(),
                     kinds.join(","),
                     self.hop_count(h),
+                    self.payload(cid as ChainId),
                 ));
             }
         }
@@ -731,6 +968,99 @@ impl ChainTable {
             counters: &c.counters,
             links: &self.links,
         })
+    }
+}
+
+impl ChainTable {
+    /// Whether this generation has an Ethernet chain.
+    #[inline(always)]
+    pub fn has_l2(&self) -> bool {
+        self.inner.as_ref().is_some_and(|c| c.l2.is_some())
+    }
+
+    /// An Ethernet chain's (entry, exit) ports; `None` for an IP chain.
+    pub fn l2_ends(&self, chain: ChainId) -> Option<(PortId, PortId)> {
+        let l2 = self.inner.as_ref()?.l2.as_ref()?;
+        l2.ends.get(chain as usize).copied().flatten()
+    }
+
+    /// What a chain carries: "ETHERNET" or "IP" (the API's names).
+    pub fn payload(&self, chain: ChainId) -> &'static str {
+        if self.l2_ends(chain).is_some() {
+            "ETHERNET"
+        } else {
+            "IP"
+        }
+    }
+
+    pub fn l2_classifiers(&self) -> &[L2Classifier] {
+        self.inner
+            .as_ref()
+            .and_then(|c| c.l2.as_ref())
+            .map_or(&[], |l| &l.classifiers)
+    }
+
+    /// The Ethernet chains' view for the stage, borrowed once per burst;
+    /// `None` (one branch) when there is no Ethernet chain.
+    #[inline(always)]
+    pub(crate) fn l2_raw(&self) -> Option<L2View<'_>> {
+        let c = self.inner.as_ref()?;
+        let l2 = c.l2.as_ref()?;
+        Some(L2View {
+            raw: RawView {
+                chains: &c.chains,
+                hops: &c.hops,
+                counters: &c.counters,
+                links: &self.links,
+            },
+            ends: &l2.ends,
+            classifiers: &l2.classifiers,
+            ports: &l2.ports,
+            port_hops: &c.port_hops,
+        })
+    }
+}
+
+/// What the Ethernet chain stage reads, borrowed once per burst.
+pub(crate) struct L2View<'a> {
+    pub raw: RawView<'a>,
+    pub ends: &'a [Option<(PortId, PortId)>],
+    pub classifiers: &'a [L2Classifier],
+    pub ports: &'a [L2Port],
+    pub port_hops: &'a [Option<PortHop>],
+}
+
+impl L2View<'_> {
+    #[inline(always)]
+    pub fn port(&self, p: PortId) -> L2Port {
+        self.ports.get(p as usize).copied().unwrap_or_default()
+    }
+
+    #[inline(always)]
+    pub fn port_hop(&self, p: PortId) -> Option<PortHop> {
+        self.port_hops.get(p as usize).copied().flatten()
+    }
+
+    /// The first classifier that takes the frame; a non-first fragment is
+    /// matched on its addresses only (`true` in the answer).
+    #[inline]
+    pub fn classify(
+        &self,
+        rx_port: PortId,
+        f: &L2Frame,
+        later_fragment: bool,
+    ) -> Option<(ChainId, Direction, bool)> {
+        if later_fragment {
+            return self
+                .classifiers
+                .iter()
+                .find(|k| k.matches_addresses(rx_port, f))
+                .map(|k| (k.chain, k.direction, k.ip.is_some()));
+        }
+        self.classifiers
+            .iter()
+            .find(|k| k.matches(rx_port, f))
+            .map(|k| (k.chain, k.direction, false))
     }
 }
 
@@ -917,6 +1247,7 @@ mod tests {
             ]
             .into(),
             default_allow: true,
+            allow_non_ip: true,
         };
         let req = tcp("10.0.1.5", 40000, "10.96.0.10", 80);
         assert!(fw.allows(&req, Direction::Forward));
@@ -1022,6 +1353,7 @@ mod tests {
                 },
             ],
             classifiers: vec![],
+            ..Default::default()
         };
         let t = ChainTable::build(parts.clone(), Arc::default()).unwrap();
         let fwd = t.port_hop(4).unwrap();
