@@ -1002,7 +1002,7 @@ fn refuse_in_ethernet_chain(
         &l2.object,
         field,
         format!(
-            "NetworkServiceEndpoint {endpoint} is a {}, which rewrites addresses; an ETHERNET chain carries frames unchanged (firewall, counter, police or an external function)",
+            "NetworkServiceEndpoint {endpoint} is a {}, which rewrites addresses; an ETHERNET chain carries frames unchanged (firewall, counter, police, mirror or an external function)",
             f.kind()
         ),
     ))
@@ -1452,6 +1452,69 @@ spec:
     }
 
     #[test]
+    fn the_tracer_shows_a_chain_hop_by_hop_and_counts_nothing() {
+        use crate::trace::{trace, TraceRequest};
+        let s = state(&format!("{INTERFACES}---{SERVICE}")).unwrap();
+        let t = compile(&s, &ctx()).unwrap();
+        let req = |in_port: &str, port: u16| TraceRequest {
+            from: "10.0.1.5".parse().unwrap(),
+            to: "10.96.0.10".parse().unwrap(),
+            protocol: "tcp".into(),
+            port,
+            source_port: 40000,
+            in_port: Some(in_port.into()),
+        };
+        let chain_step = |tr: &crate::trace::Trace| {
+            tr.steps
+                .iter()
+                .find(|s| s.stage == "chain")
+                .map(|s| s.detail.clone())
+                .unwrap_or_default()
+        };
+        // The CNF's port has no link: the chain fails closed there.
+        t.chains.links().set(2, false);
+        let tr = trace(&t, &req("client", 80)).unwrap();
+        assert_eq!(
+            chain_step(&tr),
+            "service/web forward: fw (firewall) passed; cnf (external) dropped (chain_hop_down)"
+        );
+        assert!(
+            tr.verdict.starts_with("drop: chain_hop_down"),
+            "{}",
+            tr.verdict
+        );
+        // With link: out to the function.
+        t.chains.links().set(2, true);
+        let tr = trace(&t, &req("client", 80)).unwrap();
+        assert_eq!(
+            chain_step(&tr),
+            "service/web forward: fw (firewall) passed; cnf (external) sent to the function on cnf-in"
+        );
+        assert_eq!(tr.verdict, "transmit on cnf-in");
+        let stages: Vec<&str> = tr.steps.iter().map(|s| s.stage).collect();
+        assert_eq!(stages, ["parse", "shape-egress", "service", "chain"]);
+        // Back from it on cnf-out: the load balancer, then routing.
+        let tr = trace(&t, &req("cnf-out", 80)).unwrap();
+        assert_eq!(
+            chain_step(&tr),
+            "service/web forward: lb (loadBalancer) passed"
+        );
+        assert!(tr.steps.iter().any(|s| s.stage == "route"));
+        // Traffic the steering does not name.
+        let tr = trace(&t, &req("client", 443)).unwrap();
+        assert_eq!(chain_step(&tr), "no chain steers this packet");
+        // The tracer added nothing to the hops' counters.
+        for h in 0..3 {
+            let c = t.chains.hop_count(h);
+            assert_eq!(
+                (c.forward_packets, c.reverse_packets, c.dropped, c.skipped),
+                (0, 0, 0, 0),
+                "hop {h}"
+            );
+        }
+    }
+
+    #[test]
     fn a_service_compiles_to_a_three_hop_chain_with_reverse_classifiers() {
         let s = state(&format!("{INTERFACES}---{SERVICE}")).unwrap();
         let t = compile(&s, &ctx()).unwrap().chains;
@@ -1683,6 +1746,39 @@ spec:
             panic!("a firewall")
         };
         assert!(fw.allow_non_ip);
+    }
+
+    #[test]
+    fn the_tracer_shows_an_ethernet_chain_before_parse() {
+        use crate::trace::{trace, TraceRequest};
+        let chain = l2_chain(
+            "[count]",
+            "[{interface: client, protocol: TCP, ports: [{port: 80}]}]",
+            "  exit: server\n",
+        );
+        let s = state(&format!("{INTERFACES}\n---\n{COUNTER}\n---\n{chain}")).unwrap();
+        let t = compile(&s, &ctx()).unwrap();
+        let req = |port: u16| TraceRequest {
+            from: "10.0.7.1".parse().unwrap(),
+            to: "10.0.7.2".parse().unwrap(),
+            protocol: "tcp".into(),
+            port,
+            source_port: 40000,
+            in_port: Some("client".into()),
+        };
+        let tr = trace(&t, &req(80)).unwrap();
+        assert_eq!(tr.steps.len(), 1, "{tr:?}");
+        assert_eq!(tr.steps[0].stage, "l2chain");
+        assert_eq!(
+            tr.steps[0].detail,
+            "chain/wire forward: count (counter) passed"
+        );
+        assert_eq!(tr.verdict, "transmit on server");
+        // Not steered: on to the normal path.
+        let tr = trace(&t, &req(22)).unwrap();
+        assert_eq!(tr.steps[0].detail, "no Ethernet chain takes this frame");
+        assert_eq!(tr.steps[1].stage, "parse");
+        assert_eq!(t.chains.hop_count(0).forward_packets, 0);
     }
 
     #[test]

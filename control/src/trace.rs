@@ -8,9 +8,14 @@
 //! the workers run, with a connection table, affinity table and neighbour
 //! cache of its own: nothing the workers hold is read or changed, and
 //! next hops whose link-layer address only the workers have learned show
-//! as "unresolved".
+//! as "unresolved". Network-service chains show hop by hop; the tracer's
+//! chain stages add nothing to the hops' counters and make no mirror
+//! copies (a policer hop does charge the traced packet to its bucket, as
+//! the shaping stages do).
 
 use sluice_dataplane::buf::PacketPool;
+use sluice_dataplane::stages::chain::{ChainStage, HopVisit};
+use sluice_dataplane::stages::l2chain::L2ChainStage;
 use sluice_dataplane::stages::service::{ServiceConfig, ServiceStage};
 use sluice_dataplane::stages::{
     parse::Parse, rewrite::Rewrite, route::Route, shape, Action, Burst, Context, PacketMeta, Punt,
@@ -19,6 +24,7 @@ use sluice_dataplane::stages::{
 use sluice_dataplane::state::conntrack::ConntrackConfig;
 use sluice_dataplane::state::neighbour::NeighbourCache;
 use sluice_dataplane::stats::WorkerStats;
+use sluice_dataplane::tables::chain::Function;
 use sluice_dataplane::tables::services::{Lookup, Outcome, SourceClass};
 use sluice_dataplane::tables::{AdjacencyKind, PortId, Tables};
 use sluice_dataplane::wire::builder::{tcp_flags, PacketBuilder};
@@ -167,6 +173,58 @@ fn service_detail(t: &Tables, m: &PacketMeta) -> String {
     }
 }
 
+/// What a chain stage did with the traced packet, hop by hop.
+fn chain_detail(t: &Tables, visits: &[HopVisit], action: &Action) -> String {
+    let chains = &t.chains;
+    let Some(first) = visits.first() else {
+        return "no chain steers this packet".into();
+    };
+    let chain = chains
+        .chains()
+        .iter()
+        .find(|c| first.hop >= c.first as usize && first.hop < c.first as usize + c.len as usize);
+    // Hops run first to last going forward, last to first in reverse.
+    let direction = match visits {
+        [a, b, ..] if b.hop > a.hop => " forward",
+        [a, b, ..] if b.hop < a.hop => " reverse",
+        _ if first.forward > 0 => " forward",
+        _ if first.reverse > 0 => " reverse",
+        _ => "",
+    };
+    let mut out = format!(
+        "{}{direction}:",
+        chain.map_or("a chain".to_string(), |c| c.name.clone())
+    );
+    for (i, v) in visits.iter().enumerate() {
+        let hop = chains.hops().get(v.hop);
+        let name = hop.map_or("?", |h| h.name.as_str());
+        let kind = hop
+            .and_then(|h| h.candidates.first())
+            .map_or("no endpoint", Function::kind);
+        let last = i + 1 == visits.len();
+        let what = if v.skipped > 0 {
+            "down, skipped".to_string()
+        } else if v.dropped > 0 {
+            match action {
+                Action::Drop(r) => format!("dropped ({})", r.name()),
+                _ => "dropped".to_string(),
+            }
+        } else if kind == "external" && last {
+            match action {
+                Action::Tx(p) => format!("sent to the function on {}", port_name(t, *p)),
+                _ => "sent to the function".to_string(),
+            }
+        } else if v.mirrored + v.mirror_dropped > 0 {
+            "passed; a copy for its mirror port (not made by the tracer)".to_string()
+        } else {
+            "passed".to_string()
+        };
+        let _ = write!(out, " {name} ({kind}) {what};");
+    }
+    out.pop();
+    out
+}
+
 /// One stage run over the trace's burst, returning its detail line.
 type StageFn<'a> = dyn FnMut(&mut Burst) -> String + 'a;
 
@@ -240,6 +298,23 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
             detail,
         });
     };
+    if tables.chains.has_l2() {
+        let mut l2 = L2ChainStage::tracing();
+        l2.process(&cx, &mut burst);
+        let detail = match (l2.visits().is_empty(), &burst.action[0]) {
+            (true, Action::Continue) => "no Ethernet chain takes this frame".to_string(),
+            (true, Action::Tx(_)) => "an Ethernet chain of no working hops passes it on".into(),
+            _ => chain_detail(tables, &l2.visits(), &burst.action[0]),
+        };
+        record("l2chain", &burst, detail);
+        if burst.action[0] != Action::Continue {
+            let verdict = decision(tables, &burst.action[0], &burst.meta[0]);
+            for p in burst.pkts.drain(..) {
+                cache.free(p);
+            }
+            return Ok(Trace { steps, verdict });
+        }
+    }
     Parse.process(&cx, &mut burst);
     record(
         "parse",
@@ -250,7 +325,8 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
             tuple(&burst.meta[0])
         ),
     );
-    let stages: [(&'static str, &mut StageFn<'_>); 5] = [
+    let mut chain = ChainStage::tracing();
+    let stages: [(&'static str, &mut StageFn<'_>); 6] = [
         ("shape-egress", &mut |b: &mut Burst| {
             shape::ShapeEgress.process(&cx, b);
             limit_detail(tables, b.meta[0].family, b.meta[0].src, "egress")
@@ -259,6 +335,10 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
             let before = service_detail(tables, &b.meta[0]);
             service.process(&cx, b);
             format!("{before}; leaves as {}", tuple(&b.meta[0]))
+        }),
+        ("chain", &mut |b: &mut Burst| {
+            chain.process(&cx, b);
+            chain_detail(tables, &chain.visits(), &b.action[0])
         }),
         ("route", &mut |b: &mut Burst| {
             Route.process(&cx, b);
@@ -297,6 +377,9 @@ pub fn trace(tables: &Tables, req: &TraceRequest) -> Result<Trace, String> {
         }),
     ];
     for (name, run) in stages {
+        if name == "chain" && tables.chains.is_empty() {
+            continue;
+        }
         if burst.action[0] != Action::Continue && !matches!(burst.action[0], Action::Tx(_)) {
             break;
         }

@@ -65,13 +65,43 @@ struct LocalCount {
 
 /// A worker's hop counts for one burst, added to the table's shared
 /// counters once per burst (both chain stages use it).
+///
+/// A tracing tally (the packet tracer's) adds nothing to the shared
+/// counters: it keeps the last burst's counts, in the order the hops were
+/// first visited, for [`HopTally::visits`].
 #[derive(Debug, Default)]
 pub(crate) struct HopTally {
     local: Vec<LocalCount>,
     dirty: Vec<u32>,
+    tracing: bool,
+}
+
+/// What the last burst did at one hop (the packet tracer's view of a
+/// chain stage run over one packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopVisit {
+    /// The hop's index in the generation's [`ChainTable::hops`](crate::tables::chain::ChainTable::hops).
+    pub hop: usize,
+    /// Passed forward or in reverse (packets).
+    pub forward: u64,
+    pub reverse: u64,
+    /// Dropped there (denied, policed, or down in a chain that fails
+    /// closed), or passed over (down in a chain that skips).
+    pub dropped: u64,
+    pub skipped: u64,
+    /// Copies made, and copies that could not be (the tracer makes none).
+    pub mirrored: u64,
+    pub mirror_dropped: u64,
 }
 
 impl HopTally {
+    pub(crate) fn tracing() -> HopTally {
+        HopTally {
+            tracing: true,
+            ..HopTally::default()
+        }
+    }
+
     /// Sizes the tally for a generation's hops: the only allocation,
     /// once per generation with another number of hops.
     #[inline(always)]
@@ -154,8 +184,41 @@ impl HopTally {
         cx.stats.drop_packet(reason);
     }
 
+    /// The hops the last burst visited, in order (a tracing tally only).
+    pub(crate) fn visits(&self) -> Vec<HopVisit> {
+        self.dirty
+            .iter()
+            .map(|&h| {
+                let c = &self.local[h as usize];
+                HopVisit {
+                    hop: h as usize,
+                    forward: c.packets[0],
+                    reverse: c.packets[1],
+                    dropped: c.dropped,
+                    skipped: c.skipped,
+                    mirrored: c.mirrored,
+                    mirror_dropped: c.mirror_dropped,
+                }
+            })
+            .collect()
+    }
+
+    /// Before a burst: a tracing tally forgets the last one.
+    #[inline(always)]
+    pub(crate) fn start(&mut self) {
+        if self.tracing {
+            for &h in &self.dirty {
+                self.local[h as usize] = LocalCount::default();
+            }
+            self.dirty.clear();
+        }
+    }
+
     pub(crate) fn flush(&mut self, v: &RawView<'_>) {
         use core::sync::atomic::Ordering::Relaxed;
+        if self.tracing {
+            return;
+        }
         for &h in &self.dirty {
             let c = &mut self.local[h as usize];
             let t = &v.counters[h as usize];
@@ -194,6 +257,21 @@ impl ChainStage {
     pub fn new() -> ChainStage {
         ChainStage::default()
     }
+
+    /// The packet tracer's stage: it decides as the workers' does but
+    /// adds nothing to the generation's hop counters, and keeps what the
+    /// last burst did at each hop ([`ChainStage::visits`]). (A policer hop
+    /// still charges the traced packet to its bucket.)
+    pub fn tracing() -> ChainStage {
+        ChainStage {
+            tally: HopTally::tracing(),
+        }
+    }
+
+    /// The hops the last burst visited, in order (a tracing stage only).
+    pub fn visits(&self) -> Vec<HopVisit> {
+        self.tally.visits()
+    }
 }
 
 #[inline(always)]
@@ -226,6 +304,7 @@ impl Stage for ChainStage {
         let table = &cx.tables.chains;
         let Some(v) = table.raw() else { return };
         self.tally.ready(v.hops.len());
+        self.tally.start();
         let n = burst.pkts.len();
         for i in 0..n {
             if burst.action[i] != Action::Continue || burst.meta[i].family == 0 {

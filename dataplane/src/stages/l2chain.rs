@@ -44,7 +44,7 @@
 //! back), so both directions of a conversation take the same candidate on
 //! any worker.
 
-use super::chain::{pick_external, HopTally};
+use super::chain::{pick_external, HopTally, HopVisit};
 use super::{flags, parse, Action, Burst, Context, Copies, PacketMeta, Stage};
 use crate::buf::Packet;
 use crate::stats::DropReason;
@@ -62,6 +62,18 @@ pub struct L2ChainStage {
 impl L2ChainStage {
     pub fn new() -> L2ChainStage {
         L2ChainStage::default()
+    }
+
+    /// The packet tracer's stage (see [`ChainStage::tracing`](super::chain::ChainStage::tracing)).
+    pub fn tracing() -> L2ChainStage {
+        L2ChainStage {
+            tally: HopTally::tracing(),
+        }
+    }
+
+    /// The hops the last burst visited, in order (a tracing stage only).
+    pub fn visits(&self) -> Vec<HopVisit> {
+        self.tally.visits()
     }
 }
 
@@ -110,6 +122,7 @@ impl Stage for L2ChainStage {
             return;
         };
         self.tally.ready(v.raw.hops.len());
+        self.tally.start();
         let n = burst.pkts.len();
         for i in 0..n {
             if burst.action[i] != Action::Continue {
