@@ -1383,19 +1383,7 @@ spec: {{nodeName: node-a, containers: [{{name: c, image: i}}]}}
     /// GETs `url` from `from` until it answers (the server may still be
     /// starting), within 15 s.
     fn get(&self, from: &Netns, url: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (code, body, _) = curl(from, &format!("--max-time 3 {url}"));
-            if code == Some(0) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "curl {url}: exit {code:?}\nstats: {}",
-                sluicectl_ok(&self.api, &["stats"])
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        get_via(&self.api, from, url)
     }
 }
 
@@ -1511,6 +1499,12 @@ fn curl(ns: &Netns, args: &str) -> (Option<i32>, String, Duration) {
 /// GETs `url` from `ns` until it answers (servers may still be starting),
 /// within 15 s; the body.
 fn get(lab: &Lab, ns: &Netns, args: &str) -> String {
+    get_via(&lab.api, ns, args)
+}
+
+/// [`get`] for the daemon whose API is `api` (its stats go into the
+/// failure message).
+fn get_via(api: &str, ns: &Netns, args: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (code, body, _) = curl(ns, &format!("--max-time 5 {args}"));
@@ -1520,7 +1514,7 @@ fn get(lab: &Lab, ns: &Netns, args: &str) -> String {
         assert!(
             Instant::now() < deadline,
             "curl {args}: exit {code:?}\nstats: {}",
-            sluicectl_ok(&lab.api, &["stats"])
+            sluicectl_ok(api, &["stats"])
         );
         std::thread::sleep(Duration::from_millis(200));
     }
