@@ -113,19 +113,26 @@ struct Lab {
     server: Netns,
 }
 
+/// A lab's teardown: its servers killed, then its daemon (its log printed
+/// when a test fails), then its directory removed; the namespaces go after,
+/// with the lab's remaining fields.
+fn stop_lab(servers: &mut [Child], daemon: &mut Option<Daemon>, dir: &std::path::Path) {
+    for s in servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    if std::thread::panicking() {
+        if let Some(d) = daemon.as_ref() {
+            eprintln!("sluiced log:\n{}", d.log().join("\n"));
+        }
+    }
+    daemon.take();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        if std::thread::panicking() {
-            if let Some(d) = &self.daemon {
-                eprintln!("sluiced log:\n{}", d.log().join("\n"));
-            }
-        }
-        self.daemon.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        stop_lab(&mut self.servers, &mut self.daemon, &self.dir);
     }
 }
 
@@ -1200,17 +1207,7 @@ struct MultiLab {
 
 impl Drop for MultiLab {
     fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        if std::thread::panicking() {
-            if let Some(d) = &self.daemon {
-                eprintln!("sluiced log:\n{}", d.log().join("\n"));
-            }
-        }
-        self.daemon.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        stop_lab(&mut self.servers, &mut self.daemon, &self.dir);
     }
 }
 
