@@ -63,6 +63,10 @@
 //! | 100, 12281           | 1.5%  | 2.0%       |
 //! | 200, 24571           | 1.4%  | 1.5%       |
 //!
+//! These are means and the worst of a few hundred sets; the tail is longer.
+//! Over 40,000 random sets of 50–200 keys of 1–19 bytes, one in a thousand
+//! moved more than 2.7% and the worst moved 4.9%.
+//!
 //! A few backends shuffle more (3 → 2 moved up to 11%, 2 → 3 up to 33%): the
 //! paper's round robin is near-minimal only for many backends.
 //!
@@ -1051,26 +1055,6 @@ mod tests {
             prop_assert!(reference == MaglevRing::build(&backends, None).unwrap());
         }
 
-        /// At `size_for(N)` and 50 ≤ N ≤ 200, removing or adding one backend
-        /// moves at most 4% of the other slots (measured over random keys:
-        /// 1.4–1.9% on average, at most 2.8%).
-        #[test]
-        fn removing_or_adding_one_moves_few_others(
-            keys in distinct_keys(51..202),
-            removed in any::<prop::sample::Index>(),
-        ) {
-            let n = keys.len() - 1;
-            let m = MaglevRing::size_for(n);
-            let base = equal(&keys[..n]);
-            let before = owners(&MaglevRing::build(&base, Some(m)).unwrap());
-            let r = removed.index(n) as u32;
-            let fewer: Vec<_> = base.iter().copied().filter(|b| b.id != r).collect();
-            let after = owners(&MaglevRing::build(&fewer, Some(m)).unwrap());
-            prop_assert!(disruption(&before, &after, r) <= 0.04);
-            let after = owners(&MaglevRing::build(&equal(&keys), Some(m)).unwrap());
-            prop_assert!(disruption(&before, &after, n as u32) <= 0.04);
-        }
-
         /// Equal weights at `size_for(N)`: shares are `⌊M/N⌋` or `⌈M/N⌉`.
         #[test]
         fn equal_weights_balance(keys in distinct_keys(1..700)) {
@@ -1112,6 +1096,39 @@ mod tests {
                 prop_assert!((got - m * w).abs() <= 1.0 + n * w + 1e-9,
                     "weight {} owns {} slots, expected {:.1}", b.weight, got, m * w);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6d61_676c_6576),
+            ..ProptestConfig::default()
+        })]
+
+        /// At `size_for(N)` and 50 ≤ N ≤ 200, removing or adding one backend
+        /// moves at most 6% of the other slots. Disruption is a distribution,
+        /// not a hard bound: over 40,000 random key sets the mean is 1.4–1.9%,
+        /// one in a thousand exceeds 2.7% and the worst seen is 4.9% (at
+        /// N ≈ 50). The cases come from a fixed seed so that a tail draw
+        /// cannot make the suite flaky.
+        #[test]
+        fn removing_or_adding_one_moves_few_others(
+            keys in distinct_keys(51..202),
+            removed in any::<prop::sample::Index>(),
+        ) {
+            let n = keys.len() - 1;
+            let m = MaglevRing::size_for(n);
+            let base = equal(&keys[..n]);
+            let before = owners(&MaglevRing::build(&base, Some(m)).unwrap());
+            let r = removed.index(n) as u32;
+            let fewer: Vec<_> = base.iter().copied().filter(|b| b.id != r).collect();
+            let after = owners(&MaglevRing::build(&fewer, Some(m)).unwrap());
+            let d = disruption(&before, &after, r);
+            prop_assert!(d <= 0.06, "removing one of {} moved {:.2}%", n, 100.0 * d);
+            let after = owners(&MaglevRing::build(&equal(&keys), Some(m)).unwrap());
+            let d = disruption(&before, &after, n as u32);
+            prop_assert!(d <= 0.06, "adding one to {} moved {:.2}%", n, 100.0 * d);
         }
     }
 }
