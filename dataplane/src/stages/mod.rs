@@ -215,8 +215,8 @@ pub struct Copies {
 
 impl Copies {
     /// Copies `pkt` (its frame as it is now) for transmission on `port`.
-    /// One buffer taken from the spares and one `memcpy`; the original is
-    /// not touched.
+    /// One buffer taken from the spares and the frame's cache lines copied
+    /// ([`Packet::copy_from`]); the original is not touched.
     #[inline]
     pub fn copy(&mut self, port: PortId, tag: CopyTag, pkt: &Packet) -> Result<(), CopyError> {
         if self.out.is_full() {
@@ -225,15 +225,7 @@ impl Copies {
         let Some(mut c) = self.spares.pop() else {
             return Err(CopyError::NoBuffer);
         };
-        if !c.fill(pkt.data()) {
-            // A frame grown past the default data room (prepended headers):
-            // no buffer of this pool holds it at the default headroom.
-            self.spares.push(c);
-            return Err(CopyError::NoBuffer);
-        }
-        c.rx_port = pkt.rx_port;
-        c.rx_queue = pkt.rx_queue;
-        c.rss_hash = pkt.rss_hash;
+        c.copy_from(pkt);
         self.out.push(CopyOut { port, tag, pkt: c });
         Ok(())
     }
