@@ -57,6 +57,12 @@ pub struct ChainParams {
     /// chain stage before `parse`, frames forwarded unchanged).
     #[arg(long, default_value = "ip")]
     pub payload: String,
+    /// Chain classifiers in the table (IP payload): the one that steers
+    /// the traffic comes last, after `N - 1` that match none of it (Service
+    /// address and TCP port, client /24, UDP /16 shapes in turn), so every
+    /// packet searches the whole list.
+    #[arg(long, default_value_t = 1)]
+    pub classifiers: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,7 +144,56 @@ fn function(kind: &str) -> Result<Function, String> {
 /// The sink port the `mirror` hop kind copies to.
 const MIRROR_PORT: u16 = 2;
 
-fn chain_table(hops: usize, kind: &str, payload: &str) -> Result<ChainTable, String> {
+/// `n` classifiers of chain 0 that match none of the scenario's traffic
+/// (which comes from 10.0.0.0/24 to the l3fwd routes' addresses).
+fn decoy_classifiers(n: usize) -> impl Iterator<Item = Classifier> {
+    (0..n as u32).map(|i| {
+        let host = |a: u32| Prefix {
+            family: 4,
+            addr: u128::from(a),
+            len: 32,
+        };
+        let tuple = match i % 3 {
+            0 => TupleMatch {
+                dst: host(0x0a60_0000 + i),
+                proto: 6,
+                dport: PortRange::one(8000 + (i % 1000) as u16),
+                ..Default::default()
+            },
+            1 => TupleMatch {
+                src: Prefix {
+                    len: 24,
+                    ..host(0x0b00_0000 + (i << 8))
+                },
+                ..Default::default()
+            },
+            _ => TupleMatch {
+                dst: Prefix {
+                    len: 16,
+                    ..host(0xac00_0000 + (i << 16))
+                },
+                proto: 6,
+                ..Default::default()
+            },
+        };
+        Classifier {
+            chain: 0,
+            direction: Direction::Forward,
+            network: None,
+            port: None,
+            tuple,
+        }
+    })
+}
+
+fn chain_table(hops: usize, c: &ChainParams) -> Result<ChainTable, String> {
+    let (kind, payload) = (c.hop_kind.as_str(), c.payload.as_str());
+    if c.classifiers == 0 {
+        return Err("--classifiers: at least 1 (the one that steers the traffic)".into());
+    }
+    if c.classifiers > 1 && payload != "ip" {
+        return Err("--classifiers: only with --payload ip".into());
+    }
     if hops == 0 {
         return Ok(ChainTable::default());
     }
@@ -164,13 +219,18 @@ fn chain_table(hops: usize, kind: &str, payload: &str) -> Result<ChainTable, Str
         ..Default::default()
     };
     match payload {
-        "ip" => parts.classifiers.push(Classifier {
-            chain: 0,
-            direction: Direction::Forward,
-            network: None,
-            port: None,
-            tuple: udp_from_clients,
-        }),
+        "ip" => {
+            parts
+                .classifiers
+                .extend(decoy_classifiers(c.classifiers - 1));
+            parts.classifiers.push(Classifier {
+                chain: 0,
+                direction: Direction::Forward,
+                network: None,
+                port: None,
+                tuple: udp_from_clients,
+            })
+        }
         "ethernet" => {
             // From the replay port (0) to the sink (1).
             parts.l2.push(L2Chain {
@@ -203,7 +263,7 @@ fn one(
 ) -> Result<ChainRun, String> {
     let frame_size = p.frame_size.unwrap_or(64);
     let mut tables = l3fwd::tables(Family::V4, p.routes, p.seed)?;
-    tables.chains = chain_table(hops, &c.hop_kind, &c.payload)?;
+    tables.chains = chain_table(hops, c)?;
     let frames = l3fwd::traffic(Family::V4, p.flows, frame_size, p.seed, p.routes);
     let workers = p.workers.max(1);
     let mut ports: Vec<Arc<dyn Port>> = vec![
@@ -254,7 +314,7 @@ pub fn run(
 ) -> Result<ChainReport, String> {
     function(&c.hop_kind)?;
     // Refused up front (nat in an Ethernet chain, an unknown payload).
-    chain_table(1, &c.hop_kind, &c.payload)?;
+    chain_table(1, c)?;
     let mut counts = vec![0];
     counts.extend(c.hops.iter().copied().filter(|h| *h > 0));
     counts.sort_unstable();
@@ -292,16 +352,50 @@ pub fn run(
 mod tests {
     use super::*;
 
+    fn params(kind: &str, payload: &str, classifiers: usize) -> ChainParams {
+        ChainParams {
+            hops: vec![1],
+            hop_kind: kind.into(),
+            payload: payload.into(),
+            classifiers,
+        }
+    }
+
     #[test]
     fn the_ethernet_variant_builds_an_ethernet_chain_and_refuses_nat() {
-        let t = chain_table(3, "firewall", "ethernet").unwrap();
+        let t = chain_table(3, &params("firewall", "ethernet", 1)).unwrap();
         assert!(t.has_l2());
         assert_eq!(t.l2_ends(0), Some((0, 1)));
         assert!(t.classifiers().is_empty());
-        let ip = chain_table(3, "firewall", "ip").unwrap();
+        let ip = chain_table(3, &params("firewall", "ip", 1)).unwrap();
         assert!(!ip.has_l2() && ip.classifiers().len() == 1);
-        let e = chain_table(1, "nat", "ethernet").unwrap_err();
+        let e = chain_table(1, &params("nat", "ethernet", 1)).unwrap_err();
         assert!(e.contains("rewrites addresses"), "{e}");
-        assert!(chain_table(1, "counter", "mpls").is_err());
+        assert!(chain_table(1, &params("counter", "mpls", 1)).is_err());
+    }
+
+    /// The decoys match none of the traffic: the last classifier steers it.
+    #[test]
+    fn decoy_classifiers_leave_the_steering_to_the_last() {
+        use sluice_dataplane::tables::chain::Tuple;
+        let t = chain_table(1, &params("counter", "ip", 1000)).unwrap();
+        assert_eq!(t.classifiers().len(), 1000);
+        let frames = l3fwd::traffic(Family::V4, 64, 64, 1, 1000);
+        for f in &frames {
+            let ip = &f[14..34];
+            let tuple = Tuple {
+                family: 4,
+                proto: ip[9],
+                src: u128::from(u32::from_be_bytes(ip[12..16].try_into().unwrap())),
+                dst: u128::from(u32::from_be_bytes(ip[16..20].try_into().unwrap())),
+                sport: u16::from_be_bytes([f[34], f[35]]),
+                dport: u16::from_be_bytes([f[36], f[37]]),
+            };
+            assert_eq!(t.classify(0, 0, &tuple), Some((0, Direction::Forward)));
+            let first = &t.classifiers()[..999];
+            assert!(!first.iter().any(|k| k.tuple.matches(&tuple)), "{tuple:?}");
+        }
+        assert!(chain_table(1, &params("counter", "ethernet", 2)).is_err());
+        assert!(chain_table(1, &params("counter", "ip", 0)).is_err());
     }
 }

@@ -44,6 +44,7 @@
 //! `chain_hop_down`) or skips the hop ([`FailMode::Skip`]).
 
 use crate::tables::bandwidth::{Admit, Limiter};
+use crate::tables::classify::{Rule, TupleSpace};
 use crate::tables::maglev::MaglevRing;
 use crate::tables::{NetworkId, PortId};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -216,15 +217,6 @@ pub struct Classifier {
     /// The receiving port.
     pub port: Option<PortId>,
     pub tuple: TupleMatch,
-}
-
-impl Classifier {
-    #[inline(always)]
-    fn matches(&self, network: NetworkId, rx_port: PortId, t: &Tuple) -> bool {
-        self.network.is_none_or(|n| n == network)
-            && self.port.is_none_or(|p| p == rx_port)
-            && self.tuple.matches(t)
-    }
 }
 
 /// One firewall rule.
@@ -698,6 +690,8 @@ struct Compiled {
     chains: Box<[Chain]>,
     hops: Box<[Hop]>,
     classifiers: Box<[Classifier]>,
+    /// The classifiers' first-match index.
+    classify: TupleSpace,
     /// Indexed by port id.
     port_hops: Box<[Option<PortHop>]>,
     counters: Box<[HopCounters]>,
@@ -836,6 +830,17 @@ impl ChainTable {
             inner: Some(Arc::new(Compiled {
                 chains: parts.chains.into(),
                 hops: parts.hops.into(),
+                classify: TupleSpace::build(
+                    parts
+                        .classifiers
+                        .iter()
+                        .map(|k| Rule {
+                            network: k.network,
+                            port: k.port,
+                            tuple: k.tuple,
+                        })
+                        .collect(),
+                ),
                 classifiers: parts.classifiers.into(),
                 port_hops: port_hops.into(),
                 counters,
@@ -893,10 +898,8 @@ impl ChainTable {
         t: &Tuple,
     ) -> Option<(ChainId, Direction)> {
         let c = self.inner.as_ref()?;
-        c.classifiers
-            .iter()
-            .find(|k| k.matches(network, rx_port, t))
-            .map(|k| (k.chain, k.direction))
+        let k = &c.classifiers[c.classify.lookup(network, rx_port, t)? as usize];
+        Some((k.chain, k.direction))
     }
 
     /// Whether a classifier matches the packet's addresses and protocol
@@ -1331,6 +1334,88 @@ mod tests {
             ingress_src_mac: [0; 6],
             egress_src_mac: [0; 6],
         })
+    }
+
+    /// With many classifiers (indexed, not scanned) the first in priority
+    /// order still steers: a host rule of chain 1 placed after a subnet
+    /// rule of chain 0 never wins; reverse classifiers keep their direction.
+    #[test]
+    fn many_classifiers_first_match_steers() {
+        let chain = |name: &str, first: u32| Chain {
+            name: name.into(),
+            fail: FailMode::Closed,
+            first,
+            len: 1,
+        };
+        let counter = |name: &str| Hop {
+            name: name.into(),
+            candidates: vec![Function::Counter].into(),
+        };
+        let k = |chain: ChainId, direction, tuple| Classifier {
+            chain,
+            direction,
+            network: None,
+            port: None,
+            tuple,
+        };
+        let mut classifiers: Vec<Classifier> = (0..200u32)
+            .map(|i| {
+                let dst = Prefix::host(4, v4("10.96.0.0") + u128::from(i));
+                let tuple = TupleMatch {
+                    dst,
+                    proto: 6,
+                    dport: PortRange::one(80),
+                    ..TupleMatch::default()
+                };
+                k(1, Direction::Forward, tuple)
+            })
+            .collect();
+        classifiers.insert(
+            50,
+            k(
+                0,
+                Direction::Forward,
+                TupleMatch {
+                    dst: p4("10.96.0.128", 25),
+                    ..TupleMatch::default()
+                },
+            ),
+        );
+        classifiers.push(k(
+            0,
+            Direction::Reverse,
+            TupleMatch {
+                src: p4("10.96.0.0", 16),
+                ..TupleMatch::default()
+            },
+        ));
+        let parts = ChainParts {
+            chains: vec![chain("a", 0), chain("b", 1)],
+            hops: vec![counter("a"), counter("b")],
+            classifiers,
+            ..Default::default()
+        };
+        let t = ChainTable::build(parts, Arc::default()).unwrap();
+        let at = |tuple| t.classify(0, 0, &tuple);
+        // Host rules before the /25 win; after it, the /25 wins.
+        assert_eq!(
+            at(tcp("1.1.1.1", 9, "10.96.0.7", 80)),
+            Some((1, Direction::Forward))
+        );
+        assert_eq!(
+            at(tcp("1.1.1.1", 9, "10.96.0.130", 80)),
+            Some((0, Direction::Forward))
+        );
+        assert_eq!(
+            at(tcp("1.1.1.1", 9, "10.96.0.130", 81)),
+            Some((0, Direction::Forward))
+        );
+        assert_eq!(at(tcp("1.1.1.1", 9, "10.96.0.7", 81)), None);
+        assert_eq!(
+            at(tcp("10.96.3.3", 80, "1.1.1.1", 9)),
+            Some((0, Direction::Reverse))
+        );
+        assert_eq!(at(tcp("10.97.3.3", 80, "1.1.1.1", 9)), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bandwidth;
 pub mod build;
 pub mod cell;
 pub mod chain;
+pub mod classify;
 pub mod lpm4;
 pub mod lpm6;
 pub mod maglev;
