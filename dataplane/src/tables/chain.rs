@@ -219,6 +219,16 @@ pub struct Classifier {
     pub tuple: TupleMatch,
 }
 
+impl Classifier {
+    fn rule(&self) -> Rule {
+        Rule {
+            network: self.network,
+            port: self.port,
+            tuple: self.tuple,
+        }
+    }
+}
+
 /// One firewall rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirewallRule {
@@ -692,6 +702,9 @@ struct Compiled {
     classifiers: Box<[Classifier]>,
     /// The classifiers' first-match index.
     classify: TupleSpace,
+    /// The same with every port range widened to all ports: what a later
+    /// fragment (which has no ports) may belong to.
+    classify_addresses: TupleSpace,
     /// Indexed by port id.
     port_hops: Box<[Option<PortHop>]>,
     counters: Box<[HopCounters]>,
@@ -830,14 +843,16 @@ impl ChainTable {
             inner: Some(Arc::new(Compiled {
                 chains: parts.chains.into(),
                 hops: parts.hops.into(),
-                classify: TupleSpace::build(
+                classify: TupleSpace::build(parts.classifiers.iter().map(|k| k.rule()).collect()),
+                classify_addresses: TupleSpace::build(
                     parts
                         .classifiers
                         .iter()
-                        .map(|k| Rule {
-                            network: k.network,
-                            port: k.port,
-                            tuple: k.tuple,
+                        .map(|k| {
+                            let mut r = k.rule();
+                            r.tuple.sport = PortRange::ANY;
+                            r.tuple.dport = PortRange::ANY;
+                            r
                         })
                         .collect(),
                 ),
@@ -909,13 +924,7 @@ impl ChainTable {
         let Some(c) = self.inner.as_ref() else {
             return false;
         };
-        c.classifiers.iter().any(|k| {
-            k.network.is_none_or(|n| n == network)
-                && k.port.is_none_or(|p| p == rx_port)
-                && (k.tuple.proto == 0 || k.tuple.proto == t.proto)
-                && k.tuple.src.contains(t.family, t.src)
-                && k.tuple.dst.contains(t.family, t.dst)
-        })
+        c.classify_addresses.lookup(network, rx_port, t).is_some()
     }
 
     /// A hop's counters (by its index in [`hops`](Self::hops)).
@@ -1416,6 +1425,14 @@ mod tests {
             Some((0, Direction::Reverse))
         );
         assert_eq!(at(tcp("10.97.3.3", 80, "1.1.1.1", 9)), None);
+        // A later fragment (no ports) is matched on addresses and protocol.
+        let fragment = |src, dst| t.classify_addresses(0, 0, &tcp(src, 0, dst, 0));
+        assert!(fragment("1.1.1.1", "10.96.0.7"));
+        assert!(fragment("10.96.3.3", "1.1.1.1"));
+        assert!(!fragment("1.1.1.1", "10.97.0.7"));
+        let mut udp = tcp("1.1.1.1", 0, "10.96.0.7", 0);
+        udp.proto = 17;
+        assert!(!t.classify_addresses(0, 0, &udp), "the host rules name TCP");
     }
 
     #[test]
