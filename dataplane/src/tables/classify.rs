@@ -304,7 +304,7 @@ pub struct TupleSpace {
     rules: Box<[Rule]>,
     /// Empty when the list is short enough to scan.
     groups: Box<[Group]>,
-    /// Rules with port ranges, ascending.
+    /// Rules whose port ranges are too long to key, ascending.
     scanned: Box<[u32]>,
     indexed: bool,
 }
