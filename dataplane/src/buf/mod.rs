@@ -56,6 +56,17 @@ pub const BUF_STRIDE: usize = 2176;
 /// 1500-byte MTU plus Ethernet, two VLAN tags and an outer tunnel header fit).
 pub const DATA_ROOM: usize = BUF_STRIDE - HEADROOM;
 
+/// Copies the whole 64-byte lines of `src` into `dst` with fixed-size
+/// moves (no call into `memcpy`); a partial last line is left out.
+#[inline(always)]
+fn copy_lines(dst: &mut [u8], src: &[u8]) {
+    for (dst, src) in dst.chunks_exact_mut(64).zip(src.chunks_exact(64)) {
+        let src: &[u8; 64] = src.try_into().expect("chunks_exact yields 64 bytes");
+        let dst: &mut [u8; 64] = dst.try_into().expect("chunks_exact yields 64 bytes");
+        *dst = *src;
+    }
+}
+
 /// A burst of packets.
 pub type Batch = ArrayVec<Packet, BURST_SIZE>;
 
@@ -594,14 +605,7 @@ impl Packet {
         // stride is a whole number of lines.
         let from = unsafe { core::slice::from_raw_parts(src.buf.as_ptr(), BUF_STRIDE) };
         if end - start <= SHORT_COPY {
-            for (dst, src) in self.buffer_mut()[start..end]
-                .chunks_exact_mut(LINE)
-                .zip(from[start..end].chunks_exact(LINE))
-            {
-                let src: &[u8; LINE] = src.try_into().expect("chunks_exact yields whole lines");
-                let dst: &mut [u8; LINE] = dst.try_into().expect("chunks_exact yields whole lines");
-                *dst = *src;
-            }
+            copy_lines(&mut self.buffer_mut()[start..end], &from[start..end]);
         } else {
             let frame = src.head as usize..src.head as usize + src.len as usize;
             self.buffer_mut()[frame.clone()].copy_from_slice(&from[frame]);
@@ -624,15 +628,7 @@ impl Packet {
         }
         self.head = HEADROOM as u16;
         self.len = lines.len() as u16;
-        for (dst, src) in self
-            .data_mut()
-            .chunks_exact_mut(64)
-            .zip(lines.chunks_exact(64))
-        {
-            let src: &[u8; 64] = src.try_into().expect("chunks_exact yields 64 bytes");
-            let dst: &mut [u8; 64] = dst.try_into().expect("chunks_exact yields 64 bytes");
-            *dst = *src;
-        }
+        copy_lines(self.data_mut(), lines);
         self.len = len as u16;
         true
     }
